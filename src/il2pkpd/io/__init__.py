@@ -1,0 +1,1 @@
+"""Every file contact: model files, NONMEM-style datasets, simulation output."""

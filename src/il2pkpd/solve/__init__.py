@@ -1,0 +1,9 @@
+"""ODE integration with exact NONMEM dose events (JAX), and a SciPy backend for checks."""
+
+from ._config import configure_jax as configure_jax
+
+configure_jax()
+
+from ._events import Kind as Kind, SubjectEvents as SubjectEvents, build_events as build_events, stack_events as stack_events  # noqa: E402
+from ._jax import SolveStatus as SolveStatus, SolverOptions as SolverOptions, make_batch_solver as make_batch_solver  # noqa: E402
+from ._run import BatchSolution as BatchSolution, solve_subjects as solve_subjects  # noqa: E402

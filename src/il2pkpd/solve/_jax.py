@@ -1,0 +1,271 @@
+"""The JAX solver: exact dose events, steady states, vmap over subjects.
+
+One subject is integrated by a ``lax.scan`` over its events sorted by actual time; between
+two events diffrax integrates the ODE with the current (piecewise-constant) infusion
+input, so the solver always lands on event times and never smooths a dose. Boluses are
+jumps, infusions change the input rate, resets restore the initial state, and steady-state
+records (SS = 1/2) use precomputed periodic steady states. Failures become a status code
+per subject (``throw=False`` semantics); :mod:`il2pkpd.simulate` raises when asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import diffrax
+import jax
+import jax.numpy as jnp
+
+from ._events import GHOSTS, Kind
+
+__all__ = ["SolverOptions", "SolveStatus", "make_batch_solver"]
+
+
+class SolveStatus:
+    """Status codes of a subject's solve (0 is success)."""
+
+    SUCCESS = 0
+    MAX_STEPS = 1
+    SOLVER_FAILED = 2
+    STEADY_STATE_NOT_REACHED = 3
+    TOO_MANY_OVERLAPPING_INFUSIONS = 4
+    INVALID_DOSE_PARAMETER = 5
+    NON_FINITE = 6
+
+    MESSAGES = {
+        0: "success",
+        1: "maximum number of solver steps reached",
+        2: "the ODE solver failed",
+        3: "steady state not reached within the iteration limit",
+        4: f"more than {GHOSTS} overlapping infusions at steady state (II much shorter than the infusion)",
+        5: "invalid dose parameter (bioavailability < 0, lag < 0, or a modelled rate/duration <= 0 for a RATE = -1/-2 dose)",
+        6: "the solution became non-finite (NaN or infinity)",
+    }
+    HINTS = {
+        1: "Try solver='kvaerno5' (stiff), looser rtol/atol, or a larger max_steps.",
+        2: "Check parameter values; try solver='kvaerno5' or looser tolerances.",
+        3: "The model may have no periodic steady state for this dose (e.g. an accumulating state); raise ss_max_iter or avoid SS records.",
+        4: "Split the regimen into explicit doses instead of SS records.",
+        5: "Set the model's F/ALAG/R/D parameters (or dataset columns) to valid values.",
+        6: "Check parameter values (e.g. negative volumes) and the model's expressions.",
+    }
+
+
+_SOLVERS = {
+    "tsit5": diffrax.Tsit5,
+    "dopri5": diffrax.Dopri5,
+    "dopri8": diffrax.Dopri8,
+    "kvaerno5": diffrax.Kvaerno5,
+}
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Solver settings.
+
+    Attributes
+    ----------
+    solver
+        ``"tsit5"`` (default, explicit), ``"dopri5"``, ``"dopri8"`` or ``"kvaerno5"``
+        (implicit, for stiff models).
+    rtol, atol
+        Relative and absolute tolerances (atol in the states' declared units).
+    max_steps
+        Maximum solver steps between two consecutive events.
+    ss_max_iter
+        Maximum dosing intervals iterated to reach a steady state (SS records).
+    """
+
+    solver: str = "tsit5"
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    max_steps: int = 100_000
+    ss_max_iter: int = 2000
+
+    def __post_init__(self):
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"`solver` must be one of {sorted(_SOLVERS)}, got {self.solver!r}")
+        if not 0 < self.rtol < 1:
+            raise ValueError(f"`rtol` must be in (0, 1), got {self.rtol!r}")
+        if not self.atol > 0:
+            raise ValueError(f"`atol` must be > 0, got {self.atol!r}")
+        if int(self.max_steps) != self.max_steps or self.max_steps < 1:
+            raise ValueError(f"`max_steps` must be a positive integer, got {self.max_steps!r}")
+
+
+def _safe_div(num, den, use):
+    """num/den where ``use`` is true, 0 elsewhere, with no NaN leaking into gradients."""
+    den_safe = jnp.where(use, den, 1.0)
+    return jnp.where(use, num / den_safe, 0.0)
+
+
+def make_batch_solver(compiled, options: SolverOptions):
+    """Return ``solve(events, ss_pos, out_times, t_start, theta, cov)`` vmapped over subjects.
+
+    The returned function is jitted. Shapes: events fields (B, E), ss_pos (B, S),
+    out_times (B, O), t_start (B,), theta (B, P), cov (B, C). It returns
+    ``(outputs (B, O, n_outputs), states (B, O, n_states), status (B,), fail_time (B,))``.
+    """
+    n_states = compiled.n_states
+    solver = _SOLVERS[options.solver]()
+    controller = diffrax.PIDController(rtol=options.rtol, atol=options.atol)
+
+    def vector_field(t, y, args):
+        theta, cov, rates = args
+        return compiled.rhs(t, y, theta, cov) + rates
+
+    term = diffrax.ODETerm(vector_field)
+
+    def integrate(y0, t0, t1, rates, theta, cov):
+        sol = diffrax.diffeqsolve(
+            term, solver, t0, t1, None, y0, args=(theta, cov, rates),
+            stepsize_controller=controller, saveat=diffrax.SaveAt(t1=True),
+            max_steps=options.max_steps, throw=False,
+        )
+        ok = sol.result == diffrax.RESULTS.successful
+        code = jnp.where(ok, SolveStatus.SUCCESS,
+                         jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, SolveStatus.MAX_STEPS, SolveStatus.SOLVER_FAILED))
+        return sol.ys[0], code
+
+    def solve_one(ev, ss_pos, out_times, t_start, theta, cov):
+        n_out = out_times.shape[0]
+        f_all, lag_all, r_all, d_all = compiled.dose(theta, cov)
+        y_init = compiled.initial(theta, cov)
+        kind, state = ev["kind"], ev["state"]
+        f, lag = f_all[state], lag_all[state]
+        amt_eff = ev["amt"] * f
+        rate_raw = ev["rate"]
+        fixed, modelled_rate, modelled_dur = rate_raw > 0, rate_raw == -1.0, rate_raw == -2.0
+        r_eff = jnp.where(fixed, rate_raw, jnp.where(modelled_rate, r_all[state], _safe_div(amt_eff, d_all[state], modelled_dur)))
+        d_eff = jnp.where(fixed, _safe_div(amt_eff, rate_raw, fixed),
+                          jnp.where(modelled_rate, _safe_div(amt_eff, r_all[state], modelled_rate), d_all[state]))
+        is_dose = (kind == Kind.BOLUS) | (kind == Kind.INF_START) | (kind == Kind.INF_END) | (kind == Kind.GHOST_END) | (kind == Kind.SS)
+        infusion_kind = (kind == Kind.INF_START) | (kind == Kind.INF_END) | (kind == Kind.GHOST_END) | ((kind == Kind.SS) & (rate_raw != 0))
+        bad = is_dose & ((f < 0) | (lag < 0) | (infusion_kind & ~((r_eff > 0) & (d_eff > 0)) & (ev["amt"] > 0)))
+        status0 = jnp.where(jnp.any(bad), SolveStatus.INVALID_DOSE_PARAMETER, SolveStatus.SUCCESS)
+
+        ii = ev["ii"]
+        lag_mod = jnp.where(ii > 0, jnp.mod(lag, jnp.where(ii > 0, ii, 1.0)), 0.0)
+        ghost_end = ev["t0"] + lag_mod + d_eff - ev["ghost_k"] * ii
+        ghost_active = (kind == Kind.GHOST_END) & (ghost_end > ev["t0"])
+        t_act = jnp.select(
+            [(kind == Kind.BOLUS) | (kind == Kind.INF_START), kind == Kind.INF_END, ghost_active],
+            [ev["t0"] + lag, ev["t0"] + lag + d_eff, ghost_end],
+            ev["t0"],
+        )
+        drate = jnp.select(
+            [kind == Kind.INF_START, kind == Kind.INF_END, ghost_active],
+            [r_eff, -r_eff, -r_eff],
+            0.0,
+        )
+        seq = jnp.where(((kind == Kind.BOLUS) | (kind == Kind.INF_START)) & (lag > 0), -1.0, ev["seq"])
+        order = jnp.lexsort((seq, t_act))
+
+        # ---- steady states (SS records), computed before the scan -------------------------
+        n_ss = ss_pos.shape[0]
+        if n_ss:
+            p = jnp.maximum(ss_pos, 0)
+            ss_y, ss_rate, ss_code = jax.vmap(
+                lambda pi: _steady_state(pi, kind, state, amt_eff, r_eff, d_eff, ii, lag_mod, ev, y_init, theta, cov)
+            )(p)
+            ss_code = jnp.where(ss_pos >= 0, ss_code, SolveStatus.SUCCESS)
+            status0 = jnp.maximum(status0, jnp.max(ss_code))
+            slot = jnp.zeros(kind.shape[0], dtype=jnp.int32).at[jnp.where(ss_pos >= 0, ss_pos, kind.shape[0])].set(
+                jnp.arange(n_ss, dtype=jnp.int32), mode="drop")
+        else:
+            ss_y = jnp.zeros((1, n_states))
+            ss_rate = jnp.zeros((1, n_states))
+            slot = jnp.zeros(kind.shape[0], dtype=jnp.int32)
+
+        xs = {
+            "t": t_act[order], "kind": kind[order], "state": state[order], "amount": amt_eff[order],
+            "drate": drate[order], "epoch": ev["epoch"][order], "ss": ev["ss"][order],
+            "slot": slot[order], "out_index": ev["out_index"][order],
+        }
+
+        def body(carry, x):
+            t, y, rates, epoch, status, fail_t = carry
+            t1 = jnp.where(x["kind"] == Kind.NOOP, t, jnp.maximum(x["t"], t))
+            y1, code = integrate(y, t, t1, rates, theta, cov)
+            code = jnp.where(jnp.all(jnp.isfinite(y1)) | (code != SolveStatus.SUCCESS), code, SolveStatus.NON_FINITE)
+            new_fail = (status == SolveStatus.SUCCESS) & (code != SolveStatus.SUCCESS)
+            fail_t = jnp.where(new_fail, t, fail_t)
+            status = jnp.where(status == SolveStatus.SUCCESS, code, status)
+            k = x["kind"]
+            live = x["epoch"] == epoch
+            onehot = jax.nn.one_hot(x["state"], n_states, dtype=y1.dtype)
+            # reset (EVID 3/4)
+            is_reset = k == Kind.RESET
+            y1 = jnp.where(is_reset, y_init, y1)
+            rates = jnp.where(is_reset, 0.0, rates)
+            # steady state (SS 1 replaces, SS 2 adds)
+            is_ss = k == Kind.SS
+            yss, rss = ss_y[x["slot"]], ss_rate[x["slot"]]
+            y1 = jnp.where(is_ss, jnp.where(x["ss"] == 1, yss, y1 + yss), y1)
+            rates = jnp.where(is_ss, jnp.where(x["ss"] == 1, rss, rates + rss), rates)
+            epoch = jnp.where(is_reset | (is_ss & (x["ss"] == 1)), x["epoch"], epoch)
+            # doses of the current epoch (older ones were cancelled by a reset)
+            y1 = y1 + jnp.where((k == Kind.BOLUS) & live, x["amount"], 0.0) * onehot
+            rates = rates + jnp.where(live, x["drate"], 0.0) * onehot
+            return (t1, y1, rates, epoch, status, fail_t), y1
+
+        carry0 = (t_start, y_init, jnp.zeros(n_states), jnp.asarray(0, dtype=jnp.int32), status0, jnp.asarray(jnp.nan))
+        (_, _, _, _, status, fail_t), ys = jax.lax.scan(body, carry0, xs)
+        y_out = jnp.zeros((n_out, n_states)).at[jnp.where(xs["out_index"] >= 0, xs["out_index"], n_out)].set(ys, mode="drop")
+        outs = jax.vmap(lambda tt, yy: compiled.outputs(tt, yy, theta, cov))(out_times, y_out)
+        return outs, y_out, status, fail_t
+
+    def _steady_state(pi, kind, state, amt_eff, r_eff, d_eff, ii, lag_mod, ev, y_init, theta, cov):
+        s = state[pi]
+        onehot = jax.nn.one_hot(s, n_states)
+        a, r, d, per, lm = amt_eff[pi], r_eff[pi], d_eff[pi], ii[pi], lag_mod[pi]
+        is_inf = ev["rate"][pi] != 0
+        ss_flag = ev["ss"][pi]
+        t_rec = ev["t0"][pi]
+        y0 = jnp.where(ss_flag == 1, y_init, 0.0)
+        constant = per <= 0
+        per_safe = jnp.where(constant, 1.0, per)
+        n_full = jnp.where(is_inf & ~constant, jnp.floor(d / per_safe), 0.0)
+        rem = jnp.where(is_inf & ~constant, d - n_full * per_safe, 0.0)
+
+        def propagate(y, length):
+            """From just before a dose (phase 0) over ``length`` of the periodic regimen."""
+            y = y + jnp.where(is_inf, 0.0, a) * onehot
+            seg1 = jnp.minimum(rem, length)
+            t_a = t_rec - per_safe
+            y, c1 = integrate(y, t_a, t_a + seg1, (n_full + 1.0) * r * onehot * is_inf, theta, cov)
+            y, c2 = integrate(y, t_a + seg1, t_a + length, n_full * r * onehot * is_inf, theta, cov)
+            return y, jnp.maximum(c1, c2)
+
+        tol_r, tol_a = 10 * options.rtol, 10 * options.atol
+
+        def cond(c):
+            _, _, it, done, code = c
+            return (~done) & (it < options.ss_max_iter) & (code == 0)
+
+        def step(c):
+            y, _, it, _, _ = c
+            y_new, code = propagate(y, per_safe)
+            done = jnp.max(jnp.abs(y_new - y) - (tol_r * jnp.abs(y_new) + tol_a)) <= 0
+            return y_new, y, it + 1, done, code
+
+        y_star, _, _, done, code = jax.lax.while_loop(cond, step, (y0, y0, 0, jnp.asarray(False), jnp.asarray(0)))
+        code = jnp.where(constant, 0, jnp.where(done | (code != 0), code, SolveStatus.STEADY_STATE_NOT_REACHED))
+
+        # constant infusion to steady state (II = 0): Newton on rhs(y) + r = 0
+        def newton(_, y):
+            jac = compiled.jacobian(t_rec, y, theta, cov)
+            res = compiled.rhs(t_rec, y, theta, cov) + r * onehot
+            return y - jnp.linalg.solve(jac, res)
+
+        y_const = jax.lax.fori_loop(0, 50, newton, y0)
+        y_at, c3 = propagate(y_star, per_safe - lm)
+        y_rec = jnp.where(constant, y_const, jnp.where(lm > 0, y_at, y_star))
+        code = jnp.where(constant, 0, jnp.maximum(code, jnp.where(lm > 0, c3, 0)))
+        # infusions from earlier intervals still running at the record time
+        n_active = jnp.where(is_inf & ~constant, jnp.maximum(jnp.ceil((lm + d) / per_safe) - 1.0, 0.0), 0.0)
+        code = jnp.where(n_active > GHOSTS, SolveStatus.TOO_MANY_OVERLAPPING_INFUSIONS, code)
+        return y_rec, n_active * r * onehot, code
+
+    batched = jax.vmap(solve_one, in_axes=(0, 0, 0, 0, 0, 0))
+    return jax.jit(batched)
