@@ -856,6 +856,12 @@ class SymbolicModel:
                 raise ModelSpecError(f"{w}: `dvid` {o.dvid} is already used by observation `{dvids[o.dvid]}`")
             dvids[o.dvid] = o.name
 
+        used_elsewhere = set().union(*(e.free_symbols for e in self.rhs + self.outputs + self.initial))
+        used_in_dose = set().union(*(e.free_symbols for row in self.dose for e in row))
+        #: parameters that enter only F / ALAG / R / D: NONMEM evaluates these per dose record
+        self.dose_only_parameters = tuple(
+            p.name for p in model.parameters if q[p.name].symbol in used_in_dose - used_elsewhere
+        )
         self.t = t
         self.state_symbols = [symbols[n] for n in self.state_names]
         self.parameter_symbols = [q[p.name].symbol for p in model.parameters]

@@ -44,8 +44,8 @@ class Kind:
     GHOST_END = 7
 
 
-FIELDS = ("kind", "state", "t0", "amt", "rate", "ii", "ss", "seq", "epoch", "ghost_k", "out_index")
-_INT_FIELDS = {"kind", "state", "ss", "epoch", "ghost_k", "out_index"}
+FIELDS = ("kind", "state", "t0", "amt", "rate", "ii", "ss", "seq", "epoch", "ghost_k", "out_index", "row")
+_INT_FIELDS = {"kind", "state", "ss", "epoch", "ghost_k", "out_index", "row"}
 
 
 @dataclass
@@ -86,7 +86,7 @@ def build_events(records: Records, model, output_rows: str = "all") -> SubjectEv
     out_times: list[float] = []
 
     def add(**kw):
-        ev = {"kind": Kind.NOOP, "state": 0, "t0": 0.0, "amt": 0.0, "rate": 0.0, "ii": 0.0, "ss": 0, "seq": 0.0, "epoch": epoch, "ghost_k": 0, "out_index": -1}
+        ev = {"kind": Kind.NOOP, "state": 0, "t0": 0.0, "amt": 0.0, "rate": 0.0, "ii": 0.0, "ss": 0, "seq": 0.0, "epoch": epoch, "ghost_k": 0, "out_index": -1, "row": rec.row}
         ev.update(kw)
         rows.append(ev)
 
@@ -145,10 +145,17 @@ def stack_events(subjects: list[SubjectEvents]) -> tuple[dict[str, np.ndarray], 
     n_ev = max(s.n_events for s in subjects)
     n_out = max(1, max(len(s.out_times) for s in subjects))
     n_ss = max(s.n_ss for s in subjects)
+    if all(s is subjects[0] for s in subjects):  # one shared event structure: broadcast
+        s0 = subjects[0]
+        arrays = {f: np.ascontiguousarray(np.broadcast_to(s0.arrays[f], (len(subjects), s0.n_events))) for f in FIELDS}
+        ss_pos = np.broadcast_to(np.flatnonzero(s0.arrays["kind"] == Kind.SS).astype(np.int32), (len(subjects), s0.n_ss)).copy()
+        k = len(s0.out_times)
+        out = s0.out_times if k else np.array([s0.t_start])
+        return arrays, ss_pos, np.broadcast_to(out, (len(subjects), max(1, k))).copy(), np.full(len(subjects), s0.t_start)
     arrays = {}
     for f in FIELDS:
         dtype = np.int32 if f in _INT_FIELDS else np.float64
-        fill = -1 if f == "out_index" else 0
+        fill = -1 if f in ("out_index", "row") else 0
         a = np.full((len(subjects), n_ev), fill, dtype=dtype)
         for i, s in enumerate(subjects):
             a[i, : s.n_events] = s.arrays[f]

@@ -99,12 +99,14 @@ def _safe_div(num, den, use):
     return jnp.where(use, num / den_safe, 0.0)
 
 
-def make_batch_solver(compiled, options: SolverOptions):
+def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = False):
     """Return ``solve(events, ss_pos, out_times, t_start, theta, cov)`` vmapped over subjects.
 
     The returned function is jitted. Shapes: events fields (B, E), ss_pos (B, S),
     out_times (B, O), t_start (B,), theta (B, P), cov (B, C). It returns
     ``(outputs (B, O, n_outputs), states (B, O, n_states), status (B,), fail_time (B,))``.
+    With ``per_event_theta`` the events carry a ``theta`` field (B, E, P): dose parameters
+    (F, ALAG, R, D) are then evaluated with each event's own parameter values.
     """
     n_states = compiled.n_states
     solver = _SOLVERS[options.solver]()
@@ -129,16 +131,21 @@ def make_batch_solver(compiled, options: SolverOptions):
 
     def solve_one(ev, ss_pos, out_times, t_start, theta, cov):
         n_out = out_times.shape[0]
-        f_all, lag_all, r_all, d_all = compiled.dose(theta, cov)
         y_init = compiled.initial(theta, cov)
         kind, state = ev["kind"], ev["state"]
-        f, lag = f_all[state], lag_all[state]
+        if per_event_theta:
+            pick = lambda a: jnp.take_along_axis(a, state[:, None], axis=1)[:, 0]  # noqa: E731
+            f_e, lag_e, r_e, d_e = jax.vmap(lambda th: compiled.dose(th, cov))(ev["theta"])
+            f, lag, r_state, d_state = pick(f_e), pick(lag_e), pick(r_e), pick(d_e)
+        else:
+            f_all, lag_all, r_all, d_all = compiled.dose(theta, cov)
+            f, lag, r_state, d_state = f_all[state], lag_all[state], r_all[state], d_all[state]
         amt_eff = ev["amt"] * f
         rate_raw = ev["rate"]
         fixed, modelled_rate, modelled_dur = rate_raw > 0, rate_raw == -1.0, rate_raw == -2.0
-        r_eff = jnp.where(fixed, rate_raw, jnp.where(modelled_rate, r_all[state], _safe_div(amt_eff, d_all[state], modelled_dur)))
+        r_eff = jnp.where(fixed, rate_raw, jnp.where(modelled_rate, r_state, _safe_div(amt_eff, d_state, modelled_dur)))
         d_eff = jnp.where(fixed, _safe_div(amt_eff, rate_raw, fixed),
-                          jnp.where(modelled_rate, _safe_div(amt_eff, r_all[state], modelled_rate), d_all[state]))
+                          jnp.where(modelled_rate, _safe_div(amt_eff, r_state, modelled_rate), d_state))
         is_dose = (kind == Kind.BOLUS) | (kind == Kind.INF_START) | (kind == Kind.INF_END) | (kind == Kind.GHOST_END) | (kind == Kind.SS)
         infusion_kind = (kind == Kind.INF_START) | (kind == Kind.INF_END) | (kind == Kind.GHOST_END) | ((kind == Kind.SS) & (rate_raw != 0))
         bad = is_dose & ((f < 0) | (lag < 0) | (infusion_kind & ~((r_eff > 0) & (d_eff > 0)) & (ev["amt"] > 0)))

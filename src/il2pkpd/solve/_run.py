@@ -44,11 +44,11 @@ class BatchSolution:
 
 
 @lru_cache(maxsize=32)
-def _solver_for(compiled, options: SolverOptions):
-    return make_batch_solver(compiled, options)
+def _solver_for(compiled, options: SolverOptions, per_event_theta: bool = False):
+    return make_batch_solver(compiled, options, per_event_theta)
 
 
-def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov: np.ndarray, options: SolverOptions | None = None) -> BatchSolution:
+def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov: np.ndarray, options: SolverOptions | None = None, ev_theta: list[np.ndarray] | None = None) -> BatchSolution:
     """Solve a batch of subjects (one row of ``theta``/``cov`` each) with the JAX solver.
 
     Parameters
@@ -63,6 +63,9 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
         (n_subjects, n_covariates) covariates in declared units.
     options
         Solver settings.
+    ev_theta
+        Optional per-subject (n_events, n_parameters) parameters at each event, for dose
+        parameters (F, ALAG, R, D) that change between dose records.
     """
     options = options or SolverOptions()
     n = len(subjects)
@@ -73,10 +76,17 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
     if cov.shape != (n, len(model.covariates)):
         raise ShapeError("`cov` must have one row per subject and one column per covariate", cov.shape, (n, len(model.covariates)))
     arrays, ss_pos, out_times, t_start = stack_events(subjects)
-    solver = _solver_for(model.compiled, options)
+    solver = _solver_for(model.compiled, options, ev_theta is not None)
+    ev = {k: jnp.asarray(v) for k, v in arrays.items()}
+    if ev_theta is not None:
+        n_ev = arrays["kind"].shape[1]
+        padded = np.empty((n, n_ev, theta.shape[1]))
+        for i, et in enumerate(ev_theta):
+            padded[i, : len(et)] = et
+            padded[i, len(et):] = theta[i]
+        ev["theta"] = jnp.asarray(padded)
     outs, ys, status, fail_t = solver(
-        {k: jnp.asarray(v) for k, v in arrays.items()}, jnp.asarray(ss_pos), jnp.asarray(out_times),
-        jnp.asarray(t_start), jnp.asarray(theta), jnp.asarray(cov),
+        ev, jnp.asarray(ss_pos), jnp.asarray(out_times), jnp.asarray(t_start), jnp.asarray(theta), jnp.asarray(cov),
     )
     return BatchSolution(
         outputs=np.asarray(outs), states=np.asarray(ys), times=out_times,

@@ -1,0 +1,167 @@
+"""Command line: ``il2pkpd simulate``, ``il2pkpd predict``, ``il2pkpd models``.
+
+Thin: parse -> call -> write -> exit code. An :class:`~il2pkpd.errors.Il2pkpdError` prints
+``error: <message>`` and exits with 2; anything else is a bug and shows its traceback
+(exit 1). ``--debug`` always shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import DataFormatError, Il2pkpdError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="il2pkpd: PK/PD of low-dose IL-2 (aldesleukin), solved with JAX.")
+log = logging.getLogger("il2pkpd")
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for every error.")] = False) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _parse_params(items: list[str] | None, allow_columns: bool) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise DataFormatError(f"`--param` must look like NAME=VALUE, got {item!r}")
+        key, _, val = item.partition("=")
+        key, val = key.strip(), val.strip()
+        try:
+            out[key] = float(val)
+        except ValueError:
+            if not allow_columns:
+                raise DataFormatError(f"`--param {key}` must be a number, got {val!r}") from None
+            out[key] = val
+    return out
+
+
+@app.command()
+def models() -> None:
+    """List the models shipped with il2pkpd."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .io.model_file import available_models, load_model
+
+    table = Table("model", "states", "parameters", "time unit", "description")
+    for name in available_models():
+        m = load_model(name)
+        table.add_row(name, str(len(m.states)), str(len(m.parameters)), m.time_unit, m.description)
+    Console().print(table)
+
+
+@app.command()
+def simulate(
+    model: Annotated[str, typer.Option(help="Model name (see `il2pkpd models`) or path to a .toml file.")] = "ivory",
+    regimen: Annotated[str, typer.Option(help='Regimen, e.g. "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7".')] = "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7",
+    horizon: Annotated[float, typer.Option(help="Last output time, in --time-unit.")] = 365.0,
+    step: Annotated[float, typer.Option(help="Spacing of output times, in --time-unit.")] = 1.0,
+    time_unit: Annotated[Optional[str], typer.Option(help="Unit of --horizon/--step (default: the model's).")] = None,
+    n_subjects: Annotated[int, typer.Option(help="Virtual subjects (IIV sampled when > 1).")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    param: Annotated[Optional[list[str]], typer.Option(help="Override a parameter: NAME=VALUE (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write results to .csv or .nc.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG figure of the outputs.")] = None,
+) -> None:
+    """Simulate a regimen on a model and print a summary of every output."""
+    import numpy as np
+
+    from .io.model_file import load_model
+    from .simulation import simulate as run
+
+    if not horizon > 0 or not step > 0:
+        raise DataFormatError(f"`--horizon` and `--step` must be > 0, got {horizon!r} and {step!r}")
+    t0 = time.perf_counter()
+    m = load_model(model)
+    times = np.arange(0.0, horizon + step / 2, step)
+    ds = run(m, regimen, times, params=_parse_params(param, False), n_subjects=n_subjects, seed=seed, time_unit=time_unit)
+    elapsed = time.perf_counter() - t0
+    _print_summary(ds, regimen, elapsed)
+    if out is not None:
+        from .io.output import write_simulation
+
+        write_simulation(ds, out)
+        typer.echo(f"wrote {out}")
+    if plot is not None:
+        from .plot import plot_simulation
+
+        plot_simulation(ds, path=plot)
+        typer.echo(f"wrote {plot}")
+
+
+def _print_summary(ds, regimen: str, elapsed: float) -> None:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    tu = ds.attrs.get("time_unit", "")
+    n = ds.sizes.get("subject", 1)
+    title = f"{ds.attrs['model']}: {regimen}  ({n} subject{'s' if n > 1 else ''}{', median' if n > 1 else ''}; simulated)"
+    table = Table("output", "unit", "at t=0", f"max", f"time of max ({tu})", "min", "at end", title=title)
+    t = ds["time"].values
+    for name in ds.data_vars:
+        da = ds[name]
+        if da.attrs.get("kind") != "output":
+            continue
+        v = np.nanmedian(da.values.reshape(-1, da.sizes["time"]), axis=0)
+        table.add_row(name, da.attrs.get("unit", ""), f"{v[0]:.4g}", f"{v.max():.4g}", f"{t[int(np.argmax(v))]:.4g}", f"{v.min():.4g}", f"{v[-1]:.4g}")
+    console = Console(width=140)
+    console.print(table)
+    console.print(f"[dim]{elapsed:.2f} s (including compilation on a cold cache)[/dim]")
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option(help="Model name or path to a .toml file.")],
+    data: Annotated[Path, typer.Option(help="NONMEM-style CSV (ID, TIME, EVID, AMT, CMT, RATE, II, ADDL, SS, DVID ...).")],
+    out: Annotated[Path, typer.Option(help="Output CSV: every input row plus PRED.")],
+    param: Annotated[Optional[list[str]], typer.Option(help="NAME=VALUE or NAME=COLUMN (repeatable), e.g. --param ALAG2=LAGT.")] = None,
+    pred_unit: Annotated[Optional[str], typer.Option(help="Unit of PRED, e.g. ng/mL (default: the output's).")] = None,
+) -> None:
+    """Write every dataset row back with PRED: the model's observed output at that record."""
+    from .io.model_file import load_model
+    from .io.nonmem import read_nonmem_csv
+    from .io.output import atomic_write
+    from .io.predict import predict as run
+
+    m = load_model(model)
+    d = read_nonmem_csv(data)
+    result = run(m, d, _parse_params(param, True), pred_unit=pred_unit)
+    atomic_write(out, lambda p: result.to_csv(p, index=False, float_format="%.10g"))
+    typer.echo(f"wrote {out} ({len(result)} rows, {len(d.subject_ids)} subjects)")
+
+
+def main() -> None:
+    """Entry point: run the app, turning il2pkpd errors into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except Il2pkpdError as exc:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors are user errors too
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Read NONMEM-style datasets (CSV).
+
+Column names are case-insensitive. Required: ``ID`` and ``TIME``. Optional, with NONMEM
+defaults: ``EVID`` (1 where AMT > 0, else 0), ``AMT``, ``CMT``, ``RATE``, ``II``, ``ADDL``,
+``SS``, ``DV``, ``MDV``, ``DVID``. Columns named like a model parameter (name or NONMEM
+label, e.g. ``KA``, ``CL``, ``F1``, ``ALAG1``) or covariate override the model's values for
+that subject; they must be constant within a subject. Rows are numbered from 1 (the first
+data row after the header) in every message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..dosing import Records, records_from_columns
+from ..errors import DataFormatError, RegimenError
+
+__all__ = ["NonmemData", "read_nonmem_csv", "from_dataframe"]
+
+_EVENT_COLUMNS = ("id", "time", "evid", "amt", "cmt", "rate", "ii", "addl", "ss", "dv", "mdv", "dvid")
+
+
+@dataclass
+class NonmemData:
+    """A NONMEM-style dataset: the original table plus lower-cased column access.
+
+    Attributes
+    ----------
+    table
+        The table as read (original column names, every row kept).
+    columns
+        Lower-cased column name -> original name.
+    source
+        File name, for messages.
+    """
+
+    table: pd.DataFrame
+    columns: dict[str, str]
+    source: str = ""
+
+    def col(self, name: str) -> pd.Series | None:
+        orig = self.columns.get(name.lower())
+        return None if orig is None else self.table[orig]
+
+    @property
+    def subject_ids(self) -> list:
+        return list(pd.unique(self.table[self.columns["id"]]))
+
+    def numeric(self, name: str, default: float | None = None) -> np.ndarray:
+        """A column as floats; a non-numeric entry raises, naming its row."""
+        s = self.col(name)
+        if s is None:
+            if default is None:
+                raise DataFormatError(f"{self._where()}missing required column `{name.upper()}`")
+            return np.full(len(self.table), default, dtype=float)
+        values = pd.to_numeric(s, errors="coerce")
+        blank = s.isna() | (s.astype(str).str.strip().isin(["", "."]))
+        bad = values.isna() & ~blank
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataFormatError(
+                f"{self._where()}column `{self.columns[name.lower()]}` must be numeric; row {i + 1} "
+                f"(subject {self._id_at(i)!r}) has {s.iloc[i]!r}"
+            )
+        fill = 0.0 if default is None else default
+        return values.fillna(fill).to_numpy(dtype=float)
+
+    def _id_at(self, i: int):
+        return self.table[self.columns["id"]].iloc[i]
+
+    def _where(self) -> str:
+        return f"{self.source}: " if self.source else ""
+
+    def subject_records(self, model) -> list[Records]:
+        """The records of each subject, validated against ``model``; raises
+        :class:`DataFormatError` naming the row and subject on the first problem."""
+        time = self.numeric("time")
+        amt = self.numeric("amt", 0.0)
+        evid = self.numeric("evid", np.nan) if "evid" in self.columns else np.where(amt > 0, 1.0, 0.0)
+        if np.isnan(evid).any():
+            evid = np.where(np.isnan(evid), np.where(amt > 0, 1.0, 0.0), evid)
+        dose_cmts = [s.cmt for s in model.states if s.dose]
+        cmt_default = float(min(dose_cmts)) if dose_cmts else 1.0
+        cmt = self.numeric("cmt", cmt_default)
+        cols = {
+            "time": time, "evid": evid, "amt": amt, "cmt": cmt, "rate": self.numeric("rate", 0.0),
+            "ii": self.numeric("ii", 0.0), "addl": self.numeric("addl", 0.0), "ss": self.numeric("ss", 0.0),
+            "dvid": self.numeric("dvid", 0.0),
+        }
+        for name in ("evid", "cmt", "addl", "ss", "dvid"):
+            frac = cols[name] != np.round(cols[name])
+            if frac.any():
+                i = int(np.flatnonzero(frac)[0])
+                raise DataFormatError(f"{self._where()}column `{name.upper()}` must hold integers; row {i + 1} (subject {self._id_at(i)!r}) has {cols[name][i]!r}")
+        valid_cmts = {s.cmt for s in model.states}
+        bad_cmt = (cols["evid"] != 0) & (cols["evid"] != 3) & ~np.isin(cols["cmt"], list(valid_cmts))
+        if bad_cmt.any():
+            i = int(np.flatnonzero(bad_cmt)[0])
+            raise DataFormatError(f"{self._where()}`CMT` must be one of {sorted(valid_cmts)} for model {model.name!r}; row {i + 1} (subject {self._id_at(i)!r}) has {int(cols['cmt'][i])}")
+        ids = self.table[self.columns["id"]].to_numpy()
+        out = []
+        for sid in self.subject_ids:
+            idx = np.flatnonzero(ids == sid)
+            recs = records_from_columns({k: v[idx] for k, v in cols.items()}, subject=sid, rows=idx)
+            try:
+                recs.validate(dose_cmts)
+            except RegimenError as exc:
+                raise DataFormatError(f"{self._where()}{exc}") from None
+            out.append(recs)
+        return out
+
+    def subject_values(self, model, per_row: dict | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per-subject parameter and covariate values given as columns.
+
+        Parameters used only in dose expressions (F, ALAG, R, D) may vary between records,
+        as in NONMEM, where they are evaluated at each dose record: pass a dict as
+        ``per_row`` to receive their values per row (name -> array over all rows).
+
+        Returns
+        -------
+        params, covariates
+            Name -> array (one value per subject, the first given), only for columns present.
+        """
+        params: dict[str, np.ndarray] = {}
+        covs: dict[str, np.ndarray] = {}
+        dose_only = set(model.symbolic.dose_only_parameters)
+        ids = self.table[self.columns["id"]].to_numpy()
+        lookup: dict[str, tuple[str, str]] = {}
+        for p in model.parameters:
+            for key in {p.name.lower(), p.label.lower()} - {""}:
+                lookup[key] = ("param", p.name)
+        for c in model.covariates:
+            for key in {c.name.lower(), c.label.lower()} - {""}:
+                lookup[key] = ("cov", c.name)
+        for low, orig in self.columns.items():
+            if low in _EVENT_COLUMNS or low not in lookup:
+                continue
+            kind, name = lookup[low]
+            values = self.numeric(low, np.nan)
+            per_subject = []
+            for sid in self.subject_ids:
+                v = values[ids == sid]
+                v_ok = v[~np.isnan(v)]
+                if len(v_ok) == 0:
+                    raise DataFormatError(f"{self._where()}column `{orig}` has no value for subject {sid!r}")
+                if np.ptp(v_ok) > 0 and per_row is not None and kind == "param" and name in dose_only:
+                    per_row[name] = values
+                elif np.ptp(v_ok) > 0:
+                    i = int(np.flatnonzero(ids == sid)[np.flatnonzero(~np.isnan(v))[np.argmax(v_ok != v_ok[0])]])
+                    raise DataFormatError(
+                        f"{self._where()}column `{orig}` ({kind} `{name}`) must be constant within a subject "
+                        f"(only dose parameters F/ALAG/R/D may change between records); "
+                        f"subject {sid!r} row {i + 1} has {values[i]!r} after {v_ok[0]!r}"
+                    )
+                per_subject.append(v_ok[0])
+            (params if kind == "param" else covs)[name] = np.array(per_subject)
+        return params, covs
+
+
+def from_dataframe(table: pd.DataFrame, source: str = "") -> NonmemData:
+    """Wrap a DataFrame as :class:`NonmemData` (checks ID/TIME and duplicate names)."""
+    columns: dict[str, str] = {}
+    for c in table.columns:
+        low = str(c).strip().lower()
+        if low in columns:
+            raise DataFormatError(f"{source + ': ' if source else ''}columns {columns[low]!r} and {c!r} differ only in case")
+        columns[low] = c
+    for req in ("id", "time"):
+        if req not in columns:
+            raise DataFormatError(f"{source + ': ' if source else ''}missing required column `{req.upper()}` (columns: {list(table.columns)})")
+    if len(table) == 0:
+        raise DataFormatError(f"{source + ': ' if source else ''}the dataset has no rows")
+    ids = table[columns["id"]]
+    if ids.isna().any():
+        i = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise DataFormatError(f"{source + ': ' if source else ''}`ID` is missing on row {i + 1}")
+    return NonmemData(table.reset_index(drop=True), columns, source)
+
+
+def read_nonmem_csv(path: str | Path) -> NonmemData:
+    """Read a NONMEM-style CSV file (every row kept, nothing coerced silently).
+
+    Raises
+    ------
+    DataFormatError
+        If the file cannot be read or lacks ``ID``/``TIME``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"`data` file {str(path)!r} does not exist")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataFormatError(f"{path}: cannot read as CSV: {exc}") from None
+    table = table.replace({"": np.nan})
+    return from_dataframe(table, str(path))

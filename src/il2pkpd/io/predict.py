@@ -1,0 +1,102 @@
+"""Population/individual predictions for a NONMEM-style dataset (``il2pkpd predict``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataFormatError, ModelSpecError
+from ..model import Model
+from ..simulation import _raise_failures, individual_parameters, solve_records
+from ..solve import SolverOptions
+from ..units import conversion_factor
+from .nonmem import NonmemData
+
+__all__ = ["predict"]
+
+
+def predict(
+    model: Model,
+    data: NonmemData,
+    params: Mapping[str, float | str] | None = None,
+    *,
+    pred_unit: str | None = None,
+    options: SolverOptions | None = None,
+    throw: bool = True,
+) -> pd.DataFrame:
+    """Every input row, plus ``PRED``: the model's observed output at that record.
+
+    Parameters
+    ----------
+    model
+        The model.
+    data
+        The dataset.
+    params
+        Overrides by parameter name or label: a number, or the name of a dataset column
+        holding per-subject values (e.g. ``{"ALAG2": "LAGT"}``). Columns already named
+        like a parameter (``KA``, ``CL``, ``F1``, ``ALAG1``) are used automatically.
+    pred_unit
+        Unit of ``PRED`` (default: the output's declared unit), e.g. ``"ng/mL"``.
+
+    Notes
+    -----
+    ``PRED`` is the output that the row's ``DVID`` maps to (model ``[observations]``);
+    without a DVID column, the first observation's output. It is given on every record
+    (doses too: the value after the record is processed, as in NONMEM's tables).
+    """
+    options = options or SolverOptions()
+    subjects = data.subject_records(model)
+    ids = [r.subject for r in subjects]
+    per_row: dict[str, np.ndarray] = {}
+    p_cols, c_cols = data.subject_values(model, per_row)
+    subject_params: dict[str, np.ndarray] = {**p_cols, **c_cols}
+    scalar: dict[str, float] = {}
+    for key, val in (params or {}).items():
+        if isinstance(val, str):
+            try:
+                scalar[key] = float(val)
+                continue
+            except ValueError:
+                pass
+            if data.col(val) is None:
+                raise DataFormatError(f"`--param {key}={val}`: {val!r} is neither a number nor a column of the dataset (columns: {list(data.table.columns)})")
+            tmp = NonmemData(data.table[[data.columns["id"], data.columns[val.lower()]]].rename(columns={data.columns[val.lower()]: key}), {"id": data.columns["id"], key.lower(): key}, data.source)
+            p2, c2 = tmp.subject_values(model, per_row)
+            if not p2 and not c2 and key.lower() not in {k.lower() for k in per_row} and model.parameter(key).name not in per_row:
+                raise ModelSpecError(f"`--param {key}={val}`: {key!r} is not a parameter or covariate of model {model.name!r}")
+            subject_params.update(p2)
+            subject_params.update(c2)
+        else:
+            scalar[key] = float(val)
+    theta, cov, _ = individual_parameters(model, len(ids), params=scalar, subject_params=subject_params or None, iiv=False)
+    row_theta = None
+    if per_row:
+        names = list(model.parameter_names)
+        row_theta = {names.index(n): v for n, v in per_row.items()}
+    sol = solve_records(model, subjects, theta, cov, options=options, output_rows="all", row_theta=row_theta)
+    if throw:
+        _raise_failures(sol.status, sol.fail_time, ids, model.time_unit)
+
+    sym = model.symbolic
+    dvid = data.numeric("dvid", 0.0)
+    default_out = model.observations[0].output if model.observations else sym.output_names[0]
+    pred = np.full(len(data.table), np.nan)
+    idcol = data.table[data.columns["id"]].to_numpy()
+    unit_factor: dict[str, float] = {}
+    for i, sid in enumerate(ids):
+        rows = np.flatnonzero(idcol == sid)
+        for k, row in enumerate(rows):
+            out = default_out
+            if dvid[row] > 0:
+                out = model.observation_for_dvid(int(dvid[row])).output
+            j = sym.output_names.index(out)
+            if out not in unit_factor:
+                unit_factor[out] = conversion_factor(sym.output_units[j], pred_unit) if pred_unit else 1.0
+            pred[row] = sol.outputs[i, k, j] * unit_factor[out]
+    result = data.table.copy()
+    result["PRED"] = pred
+    result["STATUS"] = np.repeat(sol.status, [int(np.sum(idcol == s)) for s in ids]) if len(set(ids)) == len(ids) else 0
+    return result
