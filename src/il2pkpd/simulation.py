@@ -251,7 +251,7 @@ def simulate(
     time_unit: str | None = None,
     solver: str = "tsit5",
     rtol: float = 1e-8,
-    atol: float = 1e-10,
+    atol: float = 1e-12,
     max_steps: int = 100_000,
     throw: bool = True,
 ):

@@ -1,6 +1,7 @@
 """Read NONMEM-style datasets (CSV).
 
-Column names are case-insensitive. Required: ``ID`` and ``TIME``. Optional, with NONMEM
+Column names are case-insensitive (where two names differ only in case, the upper-case
+one is the NONMEM column and the other is kept but not read). Required: ``ID`` and ``TIME``. Optional, with NONMEM
 defaults: ``EVID`` (1 where AMT > 0, else 0), ``AMT``, ``CMT``, ``RATE``, ``II``, ``ADDL``,
 ``SS``, ``DV``, ``MDV``, ``DVID``. Columns named like a model parameter (name or NONMEM
 label, e.g. ``KA``, ``CL``, ``F1``, ``ALAG1``) or covariate override the model's values for
@@ -10,6 +11,7 @@ data row after the header) in every message.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,8 @@ import pandas as pd
 
 from ..dosing import Records, records_from_columns
 from ..errors import DataFormatError, RegimenError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["NonmemData", "read_nonmem_csv", "from_dataframe"]
 
@@ -167,7 +171,14 @@ def from_dataframe(table: pd.DataFrame, source: str = "") -> NonmemData:
     for c in table.columns:
         low = str(c).strip().lower()
         if low in columns:
-            raise DataFormatError(f"{source + ': ' if source else ''}columns {columns[low]!r} and {c!r} differ only in case")
+            # two names differing only in case (e.g. a text `dvid` beside a numeric `DVID`):
+            # the upper-case one is the NONMEM column; the other stays in the table, unused
+            upper = [x for x in (columns[low], c) if str(x).strip() == low.upper()]
+            if not upper:
+                raise DataFormatError(f"{source + ': ' if source else ''}columns {columns[low]!r} and {c!r} differ only in case; rename one (the upper-case name is read as the NONMEM column)")
+            log.info("columns %r and %r differ only in case; using %r", columns[low], c, upper[0])
+            columns[low] = upper[0]
+            continue
         columns[low] = c
     for req in ("id", "time"):
         if req not in columns:

@@ -60,7 +60,6 @@ _BINOPS = {
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
     ast.Pow: lambda a, b: a**b,
-    ast.BitXor: lambda a, b: a**b,  # "^" as power, the pharmacometric habit
 }
 _CMPOPS = {
     ast.Lt: sp.StrictLessThan,
@@ -94,7 +93,9 @@ def parse_expression(text: str, symbols: Mapping[str, sp.Symbol]) -> sp.Expr:
     if not isinstance(text, str):
         raise ExpressionError(f"expression must be a string or a number, got {text!r}")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        # "^" is a power here (NONMEM/mrgsolve habit); Python parses it as XOR with a lower
+        # precedence than "*", so it is rewritten before parsing, not mapped afterwards
+        tree = ast.parse(text.strip().replace("^", "**"), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error in {text!r}: {exc.msg} (column {exc.offset})") from None
     return _Walker(text, symbols).visit(tree.body)

@@ -7,3 +7,4 @@ configure_jax()
 from ._events import Kind as Kind, SubjectEvents as SubjectEvents, build_events as build_events, stack_events as stack_events  # noqa: E402
 from ._jax import SolveStatus as SolveStatus, SolverOptions as SolverOptions, make_batch_solver as make_batch_solver  # noqa: E402
 from ._run import BatchSolution as BatchSolution, solve_subjects as solve_subjects  # noqa: E402
+from ._scipy import solve_scipy as solve_scipy  # noqa: E402

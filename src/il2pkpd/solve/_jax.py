@@ -78,7 +78,7 @@ class SolverOptions:
 
     solver: str = "tsit5"
     rtol: float = 1e-8
-    atol: float = 1e-10
+    atol: float = 1e-12
     max_steps: int = 100_000
     ss_max_iter: int = 2000
 
