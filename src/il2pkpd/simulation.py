@@ -32,11 +32,17 @@ def _as_model(model) -> Model:
 def _param_key(model: Model, key: str) -> tuple[str, str]:
     """('param' | 'cov', canonical name) of a user key (name or label, any case)."""
     low = key.lower()
-    for p in model.parameters:
-        if p.name.lower() == low or (p.label and p.label.lower() == low):
+    for p in model.parameters:  # names first: a name never loses to another's label
+        if p.name.lower() == low:
             return "param", p.name
     for c in model.covariates:
-        if c.name.lower() == low or (c.label and c.label.lower() == low):
+        if c.name.lower() == low:
+            return "cov", c.name
+    for p in model.parameters:
+        if p.label and p.label.lower() == low:
+            return "param", p.name
+    for c in model.covariates:
+        if c.label and c.label.lower() == low:
             return "cov", c.name
     raise ModelSpecError(
         f"`params` key {key!r} is not a parameter or covariate of model {model.name!r}; "

@@ -220,7 +220,10 @@ class Model:
         """Look a parameter up by name or NONMEM label (case-insensitive)."""
         key = name.lower()
         for p in self.parameters:
-            if p.name.lower() == key or (p.label and p.label.lower() == key):
+            if p.name.lower() == key:
+                return p
+        for p in self.parameters:
+            if p.label and p.label.lower() == key:
                 return p
         raise ModelSpecError(
             f"`parameter` must be one of {list(self.parameter_names)} (or their labels), "
@@ -693,6 +696,17 @@ class SymbolicModel:
                 raise ModelSpecError(f"{w}: lognormal IIV needs a positive typical value, got {p.value!r}")
             if p.iiv is not None and p.iiv.kind == "logit" and not 0 < p.value < 1:
                 raise ModelSpecError(f"{w}: logit IIV needs a typical value in (0, 1), got {p.value!r}")
+        labels: dict[str, str] = {}
+        lower_names = {p.name.lower(): p.name for p in model.parameters} | {c.name.lower(): c.name for c in model.covariates}
+        for spec, section in [(p, "parameters") for p in model.parameters] + [(c, "covariates") for c in model.covariates]:
+            lab = spec.label.lower()
+            if not lab:
+                continue
+            if lab in lower_names and lower_names[lab] != spec.name:
+                raise ModelSpecError(f"{where(section, spec.name)}: `label` {spec.label!r} is the name of another parameter or covariate (`{lower_names[lab]}`); labels must be unambiguous")
+            if lab in labels:
+                raise ModelSpecError(f"{where(section, spec.name)}: `label` {spec.label!r} is already used by `{labels[lab]}`")
+            labels[lab] = spec.name
         for c in model.constants:
             declare(c.name, c.unit, "constant", where("constants", c.name))
         for c in model.covariates:

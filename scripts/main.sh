@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: set up, then simulate the IVORY regimen
+# (1.5 MIU s.c. daily x5, then weekly x7) on the default model for one year, print the
+# summary and write out/ivory.csv and out/ivory.png. Extra arguments go to `il2pkpd simulate`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+mkdir -p out
+exec .venv/bin/il2pkpd simulate --model ivory \
+  --regimen "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7" --horizon 365 --step 0.25 \
+  --out out/ivory.csv --plot out/ivory.png "$@"
