@@ -60,13 +60,13 @@ def _table_columns(table: Any) -> dict[str, np.ndarray]:
 
 def _check_value(model: Model, name: str, value: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(value)):
-        raise ModelSpecError(f"{what} `{name}` must be finite, got {value[~np.isfinite(value)][0]!r}")
+        raise ModelSpecError(f"{what} `{name}` must be finite, got {float(value[~np.isfinite(value)].flat[0])!r}")
     for p in model.parameters:
         if p.name == name:
             bad = (value < p.lower) | (value > p.upper)
             if np.any(bad):
                 raise ModelSpecError(
-                    f"{what} `{name}` must lie within [{p.lower}, {p.upper}] {p.unit}, got {value[bad].flat[0]!r}"
+                    f"{what} `{name}` must lie within [{p.lower}, {p.upper}] {p.unit}, got {float(value[bad].flat[0])!r}"
                 )
 
 

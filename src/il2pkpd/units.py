@@ -175,7 +175,8 @@ _PLAIN: dict[str, tuple[float, tuple[Fraction, ...]]] = {
     "kDa": (1e3 * 1e3 / 1e9, _dims(mass=1, substance=-1)),
 }
 
-_TOKEN = re.compile(r"\s*(?:(\*\*|[*/^()·])|(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|([A-Za-zµμ%]+))")
+# a name may carry a power suffix glued to it: m2, cm2, m3 (never a separate factor)
+_TOKEN = re.compile(r"\s*(?:(\*\*|[*/^()·-])|(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)|([A-Za-zµμ%]+\d*))")
 
 
 def _lookup(name: str, text: str) -> tuple[float, tuple[Fraction, ...]]:
@@ -188,8 +189,8 @@ def _lookup(name: str, text: str) -> tuple[float, tuple[Fraction, ...]]:
         if prefix in _PREFIXES and base in _PREFIXABLE:
             scale, dims = _PREFIXABLE[base]
             return _PREFIXES[prefix] * scale, dims
-    # area/volume shorthands: m2, cm2, m3
-    m = re.fullmatch(r"([A-Za-zµμ]+?)([23])", name)
+    # power suffix: m2, cm2, m3
+    m = re.fullmatch(r"([A-Za-zµμ%]+)(\d+)", name)
     if m:
         scale, dims = _lookup(m.group(1), text)
         p = int(m.group(2))
@@ -260,7 +261,6 @@ class _Parser:
         scale, dims = self.factor()
         if self.peek() == ("op", "^"):
             self.take()
-            sign = 1
             if self.peek() == ("op", "("):
                 self.take()
                 p = self._signed_number()
@@ -269,15 +269,16 @@ class _Parser:
                 self.take()
             else:
                 p = self._signed_number()
-            p *= sign
             scale, dims = scale ** float(p), tuple(d * p for d in dims)
         return scale, dims
 
     def _signed_number(self) -> Fraction:
         tok = self.peek()
         neg = False
-        if tok is not None and tok[0] == "name" and tok[1] == "-":  # pragma: no cover
+        if tok == ("op", "-"):
             neg = True
+            self.take()
+            tok = self.peek()
         if tok is None or tok[0] != "num":
             raise UnitError(f"cannot parse unit {self.text!r}: exponent must be a number")
         self.take()

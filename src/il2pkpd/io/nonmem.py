@@ -74,7 +74,7 @@ class NonmemData:
         return values.fillna(fill).to_numpy(dtype=float)
 
     def _id_at(self, i: int):
-        return self.table[self.columns["id"]].iloc[i]
+        return _label(self.table[self.columns["id"]].iloc[i])
 
     def _where(self) -> str:
         return f"{self.source}: " if self.source else ""
@@ -109,7 +109,7 @@ class NonmemData:
         out = []
         for sid in self.subject_ids:
             idx = np.flatnonzero(ids == sid)
-            recs = records_from_columns({k: v[idx] for k, v in cols.items()}, subject=sid, rows=idx)
+            recs = records_from_columns({k: v[idx] for k, v in cols.items()}, subject=_label(sid), rows=idx)
             try:
                 recs.validate(dose_cmts)
             except RegimenError as exc:
@@ -150,7 +150,7 @@ class NonmemData:
                 v = values[ids == sid]
                 v_ok = v[~np.isnan(v)]
                 if len(v_ok) == 0:
-                    raise DataFormatError(f"{self._where()}column `{orig}` has no value for subject {sid!r}")
+                    raise DataFormatError(f"{self._where()}column `{orig}` has no value for subject {_label(sid)!r}")
                 if np.ptp(v_ok) > 0 and per_row is not None and kind == "param" and name in dose_only:
                     per_row[name] = values
                 elif np.ptp(v_ok) > 0:
@@ -158,11 +158,20 @@ class NonmemData:
                     raise DataFormatError(
                         f"{self._where()}column `{orig}` ({kind} `{name}`) must be constant within a subject "
                         f"(only dose parameters F/ALAG/R/D may change between records); "
-                        f"subject {sid!r} row {i + 1} has {values[i]!r} after {v_ok[0]!r}"
+                        f"subject {_label(sid)!r} row {i + 1} has {float(values[i])!r} after {float(v_ok[0])!r}"
                     )
                 per_subject.append(v_ok[0])
             (params if kind == "param" else covs)[name] = np.array(per_subject)
         return params, covs
+
+
+def _label(sid):
+    """A subject id as read ('12') shown as the number NONMEM means (12)."""
+    try:
+        f = float(sid)
+    except (TypeError, ValueError):
+        return sid
+    return int(f) if f.is_integer() else f
 
 
 def from_dataframe(table: pd.DataFrame, source: str = "") -> NonmemData:

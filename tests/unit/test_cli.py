@@ -1,0 +1,56 @@
+"""The command line: outputs, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "il2pkpd", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_simulate_writes_csv_and_png(tmp_path):
+    out, png = tmp_path / "s.csv", tmp_path / "s.png"
+    res = run("simulate", "--model", "pk1_oral", "--regimen", "100 mg po q12h x2", "--horizon", "24", "--out", str(out), "--plot", str(png))
+    assert res.returncode == 0, res.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns[:3]) == ["subject", "time [h]", "cp [mg/L]"]
+    assert len(table) == 25
+    assert png.stat().st_size > 1000
+    assert "cp" in res.stdout
+
+
+def test_bad_regimen_is_one_line_exit_2():
+    res = run("simulate", "--model", "pk1_oral", "--regimen", "-5 mg po once", "--horizon", "2")
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("error:") and "-5" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_bad_data_is_one_line_exit_2(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("ID,TIME,EVID,AMT,CMT\n1,5,1,100,1\n1,2,0,0,2\n")
+    res = run("predict", "--model", "pk1_oral", "--data", str(data), "--out", str(tmp_path / "o.csv"))
+    assert res.returncode == 2
+    assert "row 2" in res.stderr and "2.0 after 5.0" in res.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_bad_param_flag_is_exit_2(tmp_path):
+    res = run("simulate", "--model", "pk1_oral", "--param", "CL", "--horizon", "2")
+    assert res.returncode == 2 and "NAME=VALUE" in res.stderr
+
+
+def test_unknown_model_is_exit_2():
+    res = run("simulate", "--model", "nope", "--horizon", "2")
+    assert res.returncode == 2 and "nope" in res.stderr
+
+
+def test_models_lists_shipped_models():
+    res = run("models")
+    assert res.returncode == 0
+    for name in ("ivory", "pk1_oral", "pk2_oral", "warfarin"):
+        assert name in res.stdout

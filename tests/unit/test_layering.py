@@ -1,0 +1,48 @@
+"""Architecture: `import il2pkpd` stays light; the numerical core imports no heavy edges."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "il2pkpd"
+CORE = ["units.py", "errors.py", "dosing", "model", "solve"]
+FORBIDDEN = {"pandas", "matplotlib", "pymc", "pytensor", "arviz", "typer", "rich"}
+
+
+def test_import_il2pkpd_is_light():
+    code = "import sys, il2pkpd; heavy = [m for m in ('jax', 'sympy', 'pandas', 'matplotlib', 'pymc', 'xarray') if m in sys.modules]; print(heavy)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _core_files():
+    for entry in CORE:
+        p = SRC / entry
+        yield from ([p] if p.is_file() else sorted(p.rglob("*.py")))
+
+
+def test_numerical_core_imports_no_edge_packages():
+    for f in _core_files():
+        bad = _imports(f) & FORBIDDEN
+        assert not bad, f"{f.relative_to(SRC)} imports {bad}"
+
+
+def test_numerical_core_does_no_file_io():
+    for f in _core_files():
+        tree = ast.parse(f.read_text())
+        calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        assert "open" not in calls, f"{f.relative_to(SRC)} opens files"

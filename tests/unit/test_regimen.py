@@ -1,0 +1,78 @@
+"""The regimen language and Regimen -> NONMEM records."""
+
+from __future__ import annotations
+
+import pytest
+
+import il2pkpd
+from il2pkpd import RegimenError
+from il2pkpd.dosing import parse_regimen
+
+
+def test_ivory_regimen_gives_twelve_doses_on_the_inferred_days(ivory):
+    recs = parse_regimen("1.5 MIU sc qd x5 then 1.5 MIU sc qw x7").to_records(ivory)
+    assert [r.time for r in recs] == [0, 1, 2, 3, 4, 11, 18, 25, 32, 39, 46, 53]  # BRIEF 1.2 (days 1-5, 12..54)
+    assert all(r.amt == 1.5 and r.cmt == 1 and r.rate == 0 for r in recs)  # depot in MIU
+    assert sum(r.amt for r in recs) == pytest.approx(18.0)  # 18 MIU cumulative (BRIEF 1.2)
+
+
+def test_per_m2_doses_scale_with_body_surface_area(ivory):
+    recs = parse_regimen("0.26 MIU/m2 sc q3d x20").to_records(ivory, covariates={"bsa": 1.5})
+    assert len(recs) == 20 and recs[1].time == 3.0
+    assert recs[0].amt == pytest.approx(0.26 * 1.5)
+
+
+def test_mass_units_convert_through_the_drug(ivory):
+    rec = parse_regimen("61.1 ug sc once").to_records(ivory)[0]
+    assert rec.amt == pytest.approx(61.1e-3 * 18 / 1.1, rel=1e-12)  # MIU
+
+
+def test_infusion_and_hourly_interval_in_an_hourly_model(pk1):
+    recs = parse_regimen("100 mg iv over 2h q12h x3").to_records(pk1)
+    assert [r.time for r in recs] == [0, 12, 24]
+    assert recs[0].cmt == 2 and recs[0].rate == pytest.approx(50.0)
+
+
+def test_explicit_start_time(pk1):
+    recs = parse_regimen("10 mg po at 2d").to_records(pk1)
+    assert recs[0].time == 48.0
+
+
+def test_regimens_compose_with_plus():
+    r = parse_regimen("1 MIU sc qd x2") + parse_regimen("2 MIU sc qw x2")
+    assert r.dose_times("d") == [0, 1, 8, 15]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("-1.5 MIU sc qd x5", "-1.5"),
+        ("0 MIU sc once", "0.0"),
+        ("1.5 parsecs sc qd x5", "parsecs"),
+        ("1.5 MIU sc q0d x5", "interval"),
+        ("1.5 MIU sc qd x5 then banana", "banana"),
+        ("1.5 MIU subcut qd", "subcut"),
+        ("1.5 MIU sc x5", "no frequency"),
+        ("", "non-empty"),
+        ("1.5 L sc once", "not an amount"),
+    ],
+)
+def test_bad_regimens_raise_with_the_offending_text(text, fragment):
+    with pytest.raises(RegimenError, match=fragment.replace("(", r"\(")):
+        parse_regimen(text)
+
+
+def test_per_m2_dose_without_bsa_covariate_is_refused(pk1):
+    with pytest.raises(RegimenError, match="bsa"):
+        parse_regimen("1 mg/m2 po once").to_records(pk1)
+
+
+def test_iv_needs_a_central_compartment():
+    model = il2pkpd.build_model({
+        "model": {"name": "m", "time_unit": "h"},
+        "parameters": {"k": {"value": 1.0, "unit": "1/h"}},
+        "states": {"gut": {"unit": "mg", "dose": True}},
+        "odes": {"gut": "-k*gut"},
+    })
+    with pytest.raises(RegimenError, match="central"):
+        parse_regimen("1 mg iv once").to_records(model)
