@@ -7,9 +7,11 @@ Thin: parse -> call -> write -> exit code. An :class:`~il2pkpd.errors.Il2pkpdErr
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,6 +28,22 @@ _state = {"debug": False}
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for every error.")] = False) -> None:
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _handle_errors(command: Callable) -> Callable:
+    """Turn an Il2pkpdError into `error: <message>` on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except Il2pkpdError as exc:
+            if _state["debug"]:
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
 
 
 def _parse_params(items: list[str] | None, allow_columns: bool) -> dict[str, float | str]:
@@ -45,6 +63,7 @@ def _parse_params(items: list[str] | None, allow_columns: bool) -> dict[str, flo
 
 
 @app.command()
+@_handle_errors
 def models() -> None:
     """List the models shipped with il2pkpd."""
     from rich.console import Console
@@ -60,6 +79,7 @@ def models() -> None:
 
 
 @app.command()
+@_handle_errors
 def simulate(
     model: Annotated[str, typer.Option(help="Model name (see `il2pkpd models`) or path to a .toml file.")] = "ivory",
     regimen: Annotated[str, typer.Option(help='Regimen, e.g. "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7".')] = "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7",
@@ -120,6 +140,7 @@ def _print_summary(ds, regimen: str, elapsed: float) -> None:
 
 
 @app.command()
+@_handle_errors
 def predict(
     model: Annotated[str, typer.Option(help="Model name or path to a .toml file.")],
     data: Annotated[Path, typer.Option(help="NONMEM-style CSV (ID, TIME, EVID, AMT, CMT, RATE, II, ADDL, SS, DVID ...).")],
@@ -141,26 +162,9 @@ def predict(
 
 
 def main() -> None:
-    """Entry point: run the app, turning il2pkpd errors into one line and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except Il2pkpdError as exc:
-        if _state["debug"]:
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors are user errors too
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    """Entry point. Usage errors (unknown option, missing value) exit with 2, as do il2pkpd
+    errors; anything else is a bug and shows its traceback (exit 1)."""
+    app()
 
 
 if __name__ == "__main__":

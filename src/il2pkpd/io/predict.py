@@ -49,7 +49,8 @@ def predict(
     """
     options = options or SolverOptions()
     subjects = data.subject_records(model)
-    ids = [r.subject for r in subjects]
+    ids = [r.subject for r in subjects]  # labels for messages (12, not '12')
+    raw_ids = data.subject_ids  # values as they stand in the ID column
     per_row: dict[str, np.ndarray] = {}
     p_cols, c_cols = data.subject_values(model, per_row)
     subject_params: dict[str, np.ndarray] = {**p_cols, **c_cols}
@@ -86,8 +87,10 @@ def predict(
     pred = np.full(len(data.table), np.nan)
     idcol = data.table[data.columns["id"]].to_numpy()
     unit_factor: dict[str, float] = {}
-    for i, sid in enumerate(ids):
+    status = np.zeros(len(data.table), dtype=int)
+    for i, sid in enumerate(raw_ids):
         rows = np.flatnonzero(idcol == sid)
+        status[rows] = sol.status[i]
         for k, row in enumerate(rows):
             out = default_out
             if dvid[row] > 0:
@@ -98,5 +101,5 @@ def predict(
             pred[row] = sol.outputs[i, k, j] * unit_factor[out]
     result = data.table.copy()
     result["PRED"] = pred
-    result["STATUS"] = np.repeat(sol.status, [int(np.sum(idcol == s)) for s in ids]) if len(set(ids)) == len(ids) else 0
+    result["STATUS"] = status
     return result

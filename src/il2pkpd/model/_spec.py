@@ -280,6 +280,9 @@ class Model:
 
         return compile_model(self)
 
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython / Hypothesis pretty-printers
+        printer.text(repr(self))
+
     def __repr__(self) -> str:
         return (
             f"Model({self.name!r}, {len(self.parameters)} parameters, "
