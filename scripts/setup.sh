@@ -24,6 +24,10 @@ fi
 py=$(find_python) || { echo "error: Python 3.12 not found (pyenv install $want, or set PYTHON=/path/to/python3.12)" >&2; exit 2; }
 echo "setting up .venv with $py ($("$py" --version))" >&2
 [ -x .venv/bin/python ] || "$py" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]"
+log=.venv/setup.log
+if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -c requirements.lock -e ".[test]"; } > "$log" 2>&1; then
+  tail -30 "$log" >&2
+  echo "error: installing il2pkpd failed; the full log is $log" >&2
+  exit 2
+fi
 echo "$key" > "$stamp"

@@ -89,10 +89,11 @@ def simulate(
     n_subjects: Annotated[int, typer.Option(help="Virtual subjects (IIV sampled when > 1).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     param: Annotated[Optional[list[str]], typer.Option(help="Override a parameter: NAME=VALUE (repeatable).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write results to .csv or .nc.")] = None,
+    outputs: Annotated[Optional[str], typer.Option(help="Comma-separated outputs to summarise and plot (default: all in the table, the first 6 in the plot).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write results (every output and state) to .csv or .nc.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG figure of the outputs.")] = None,
 ) -> None:
-    """Simulate a regimen on a model and print a summary of every output."""
+    """Simulate a regimen on a model and print a summary of its outputs."""
     import numpy as np
 
     from .io.model_file import load_model
@@ -103,9 +104,13 @@ def simulate(
     t0 = time.perf_counter()
     m = load_model(model)
     times = np.arange(0.0, horizon + step / 2, step)
+    names = [o.strip() for o in outputs.split(",") if o.strip()] if outputs else None
+    for name in names or []:
+        if name not in m.symbolic.output_names:
+            raise DataFormatError(f"`--outputs` names {name!r}, which is not an output of model {m.name!r}; outputs: {list(m.symbolic.output_names)}")
     ds = run(m, regimen, times, params=_parse_params(param, False), n_subjects=n_subjects, seed=seed, time_unit=time_unit)
     elapsed = time.perf_counter() - t0
-    _print_summary(ds, regimen, elapsed)
+    _print_summary(ds, regimen, elapsed, names)
     if out is not None:
         from .io.output import write_simulation
 
@@ -114,11 +119,11 @@ def simulate(
     if plot is not None:
         from .plot import plot_simulation
 
-        plot_simulation(ds, path=plot)
+        plot_simulation(ds, outputs=names[:6] if names else None, path=plot)
         typer.echo(f"wrote {plot}")
 
 
-def _print_summary(ds, regimen: str, elapsed: float) -> None:
+def _print_summary(ds, regimen: str, elapsed: float, names: list[str] | None = None) -> None:
     import numpy as np
     from rich.console import Console
     from rich.table import Table
@@ -128,10 +133,8 @@ def _print_summary(ds, regimen: str, elapsed: float) -> None:
     title = f"{ds.attrs['model']}: {regimen}  ({n} subject{'s' if n > 1 else ''}{', median' if n > 1 else ''}; simulated)"
     table = Table("output", "unit", "at t=0", f"max", f"time of max ({tu})", "min", "at end", title=title)
     t = ds["time"].values
-    for name in ds.data_vars:
+    for name in names or [v for v in ds.data_vars if ds[v].attrs.get("kind") == "output"]:
         da = ds[name]
-        if da.attrs.get("kind") != "output":
-            continue
         v = np.nanmedian(da.values.reshape(-1, da.sizes["time"]), axis=0)
         table.add_row(name, da.attrs.get("unit", ""), f"{v[0]:.4g}", f"{v.max():.4g}", f"{t[int(np.argmax(v))]:.4g}", f"{v.min():.4g}", f"{v[-1]:.4g}")
     console = Console(width=140)
