@@ -58,6 +58,13 @@ def _table_columns(table: Any) -> dict[str, np.ndarray]:
     raise ShapeError(f"`subject_params` must be a table (DataFrame or mapping of columns), got {type(table).__name__}")
 
 
+def _table_rows(table: Any) -> int:
+    cols = _table_columns(table)
+    if not cols:
+        raise ShapeError("`subject_params` has no columns")
+    return len(next(iter(cols.values())))
+
+
 def _check_value(model: Model, name: str, value: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(value)):
         raise ModelSpecError(f"{what} `{name}` must be finite, got {float(value[~np.isfinite(value)].flat[0])!r}")
@@ -318,7 +325,7 @@ def simulate(
     if regimen is None or isinstance(regimen, (str, Regimen)):
         reg = parse_regimen(regimen) if regimen is not None else None
         if n_subjects is None:
-            n_subjects = len(_table_columns(subject_params)[next(iter(_table_columns(subject_params)))]) if subject_params is not None else 1
+            n_subjects = _table_rows(subject_params) if subject_params is not None else 1
         if int(n_subjects) != n_subjects or n_subjects < 1:
             raise ShapeError(f"`n_subjects` must be an integer >= 1, got {n_subjects!r}")
         subject_ids = list(range(1, n_subjects + 1))

@@ -104,12 +104,20 @@ def test_immune_states_non_negative_and_cumulative_hazard_non_decreasing(ivory, 
 
 @given(seed=st.integers(0, 2**31 - 1))
 def test_vmap_over_subjects_equals_a_loop(ivory, seed):
-    batch = il2pkpd.simulate(ivory, "1.5 MIU sc qd x5", T_IV, n_subjects=3, seed=seed)
-    for s in batch["subject"].values:
-        one = il2pkpd.simulate(ivory, "1.5 MIU sc qd x5", T_IV, subject_params={p: [float(batch[p].sel(subject=s))] for p in ivory.parameter_names})
-        for name in ("conc", "treg_fold", "tbr", "surv_mi"):
+    from il2pkpd.simulation import _with_outputs, individual_parameters
+    from il2pkpd.solve import SolverOptions, build_events, solve_subjects
+
+    ev = build_events(_with_outputs(il2pkpd.parse_regimen("1.5 MIU sc qd x5").to_records(ivory), T_IV, None), ivory, output_rows="obs")
+    theta, cov, _ = individual_parameters(ivory, 3, seed=seed)
+    opts = SolverOptions()
+    batch = solve_subjects(ivory, [ev] * 3, theta[0], cov, opts, chunk_size=None)  # one vmapped call
+    loop = solve_subjects(ivory, [ev] * 3, theta[0], cov, opts, chunk_size=1, workers=1)  # one call per subject
+    threads = solve_subjects(ivory, [ev] * 3, theta[0], cov, opts, chunk_size=2, workers=2)  # padded chunk, 2 threads
+    assert (batch.status == 0).all() and (loop.status == 0).all()
+    for other in (loop, threads):
+        for j in range(batch.outputs.shape[2]):
             # equal to within the solver's tolerance: vectorised XLA code may round differently,
             # and adaptive steps carry that difference at the rtol/atol level (e.g. 1e-9 pM
             # between doses), never more
-            b = batch[name].sel(subject=s).values
-            np.testing.assert_allclose(one[name].values[0], b, rtol=1e-7, atol=1e-7 * np.abs(b).max() + 1e-8, err_msg=name)
+            b = batch.outputs[:, :, j]
+            np.testing.assert_allclose(other.outputs[:, :, j], b, rtol=1e-7, atol=1e-7 * np.abs(b).max() + 1e-8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import il2pkpd
@@ -76,3 +77,31 @@ def test_iv_needs_a_central_compartment():
     })
     with pytest.raises(RegimenError, match="central"):
         parse_regimen("1 mg iv once").to_records(model)
+
+
+def test_regimen_round_trips_through_event_records(ivory, pk1):
+    from il2pkpd.dosing import regimen_from_records
+
+    for model, text in [(ivory, "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"), (pk1, "100 mg iv over 2h q12h x3 then 50 mg po q24h x2")]:
+        recs = parse_regimen(text).to_records(model)
+        back = regimen_from_records(recs, model)
+        again = parse_regimen(str(back)).to_records(model)  # the text form reads back too
+        got = np.array([(r.time, r.amt, r.cmt, r.rate) for r in again])
+        np.testing.assert_allclose(got, np.array([(r.time, r.amt, r.cmt, r.rate) for r in recs]), rtol=1e-11)
+    assert str(regimen_from_records(parse_regimen("1.5 MIU sc qd x5 then 1.5 MIU sc qw x7").to_records(ivory), ivory)) == (
+        "1.5 MIU sc q1day x5 at 0day then 1.5 MIU sc q7day x7 at 11day"
+    )
+
+
+def test_addl_records_expand_into_a_block(pk1):
+    from il2pkpd.dosing import Record, regimen_from_records
+
+    reg = regimen_from_records([Record(0.0, 1, 100.0, 1, ii=12.0, addl=3, row=0)], pk1)
+    assert len(reg.blocks) == 1 and reg.blocks[0].count == 4 and reg.dose_times("h") == [0, 12, 24, 36]
+
+
+def test_steady_state_records_cannot_become_a_regimen(pk1):
+    from il2pkpd.dosing import Record, regimen_from_records
+
+    with pytest.raises(RegimenError, match="row 1"):
+        regimen_from_records([Record(0.0, 1, 100.0, 1, ii=12.0, ss=1, row=0)], pk1)

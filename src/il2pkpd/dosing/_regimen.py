@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from ..errors import RegimenError
 from ..units import UnitError, conversion_factor, convert_amount, parse_unit
 
-__all__ = ["DoseBlock", "Regimen", "parse_regimen"]
+__all__ = ["DoseBlock", "Regimen", "parse_regimen", "regimen_from_records"]
 
 _FREQ_FIXED = {"once": None, "qd": "1 d", "daily": "1 d", "bid": "12 h", "tid": "8 h", "qid": "6 h", "qw": "1 wk", "weekly": "1 wk", "qod": "2 d"}
 _ROUTES = {"sc", "im", "po", "oral", "iv"}
@@ -116,13 +116,13 @@ class DoseBlock:
         return None
 
     def describe(self) -> str:
-        parts = [f"{self.amount:g} {self.unit} {self.route}"]
+        parts = [f"{self.amount:.12g} {self.unit} {self.route}"]
         if self.duration > 0:
-            parts.append(f"over {self.duration:g}{self.duration_unit}")
+            parts.append(f"over {self.duration:.12g}{self.duration_unit}")
         if self.count > 1:
-            parts.append(f"q{self.interval:g}{self.interval_unit} x{self.count}")
+            parts.append(f"q{self.interval:.12g}{self.interval_unit} x{self.count}")
         if self.start is not None:
-            parts.append(f"at {self.start:g}{self.start_unit}")
+            parts.append(f"at {self.start:.12g}{self.start_unit}")
         return " ".join(parts)
 
 
@@ -205,6 +205,53 @@ class Regimen:
                 records.append(Record(time=t_all[i], evid=1, amt=amt, cmt=state.cmt, rate=rate, row=i))
                 i += 1
         return records
+
+
+def regimen_from_records(records, model) -> Regimen:
+    """The regimen of a subject's dose records (ADDL expanded), for ``model``.
+
+    Consecutive doses of the same amount, compartment and infusion rate at a constant
+    interval become one block with an explicit start (``at``), so that
+    ``regimen_from_records(r.to_records(m), m).to_records(m)`` gives the same records.
+    Amounts are in the dosed state's unit; times in the model's time unit.
+
+    Raises
+    ------
+    RegimenError
+        For records a regimen cannot express (SS, resets, modelled rates, lag-free
+        compartments that are not dose-able), naming the row.
+    """
+    tu = model.time_unit
+    doses = []
+    for r in records:
+        if r.evid in (3, 4) or r.ss != 0 or r.rate < 0:
+            if r.evid in (1, 3, 4) or r.ss:
+                raise RegimenError(f"record at row {r.row + 1} (EVID {r.evid}, SS {r.ss}, RATE {r.rate}) cannot be written as a regimen; keep it as event records")
+        if not r.is_dose:
+            continue
+        for k in range(r.addl + 1):
+            doses.append((r.time + k * r.ii, r.amt, r.cmt, r.rate))
+    if not doses:
+        raise RegimenError("there are no dose records to turn into a regimen")
+    doses.sort()
+    blocks: list[list] = []
+    for d in doses:
+        cur = blocks[-1] if blocks else None
+        if cur and cur[0][1:] == d[1:] and (len(cur) == 1 or abs((d[0] - cur[-1][0]) - (cur[1][0] - cur[0][0])) <= 1e-9 * max(1.0, d[0])):
+            cur.append(d)
+        else:
+            blocks.append([d])
+    out = []
+    for b in blocks:
+        t0, amt, cmt, rate = b[0]
+        state = model.states[model.state_for_cmt(cmt)]
+        route = "iv" if state.name == "central" else "sc"
+        interval = b[1][0] - t0 if len(b) > 1 else 0.0
+        duration = amt / rate if rate > 0 else 0.0
+        out.append(DoseBlock(amount=amt, unit=state.unit, route=route, count=len(b), interval=interval, interval_unit=tu,
+                             duration=duration, duration_unit=tu, start=t0, start_unit=tu))
+    reg = Regimen(tuple(out))
+    return Regimen(reg.blocks, str(reg))
 
 
 def _drug(model):
