@@ -14,6 +14,7 @@ __all__ = [
     "RegimenError",
     "DataFormatError",
     "ShapeError",
+    "OptionError",
     "SolverError",
     "Il2pkpdWarning",
     "UnitsWarning",
@@ -53,6 +54,10 @@ class ShapeError(Il2pkpdError, ValueError):
         super().__init__(message)
         self.actual = actual
         self.expected = expected
+
+
+class OptionError(Il2pkpdError, ValueError):
+    """A solver or run option (tolerance, solver name, step limit) is invalid."""
 
 
 class SolverError(Il2pkpdError, RuntimeError):

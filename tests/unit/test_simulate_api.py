@@ -89,3 +89,12 @@ def test_invalid_modelled_rate_is_a_status_not_a_nan(pk1):
     recs = [Records([Record(0, 1, 100.0, 2, rate=-1.0)], subject="A")]
     with pytest.raises(SolverError, match="subject 'A'.*invalid dose parameter"):
         il2pkpd.simulate(pk1, recs, T)  # R2 = 0 in pk1_oral: a RATE=-1 dose cannot be given
+
+
+def test_bad_solver_options_are_refused_with_the_value(pk1):
+    from il2pkpd import OptionError
+
+    with pytest.raises(OptionError, match="'rk4'"):
+        il2pkpd.simulate(pk1, "100 mg po once", T, solver="rk4")
+    with pytest.raises(OptionError, match=r"`rtol` must be in \(0, 1\), got 0.0"):
+        il2pkpd.simulate(pk1, "100 mg po once", T, rtol=0.0)

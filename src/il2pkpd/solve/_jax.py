@@ -16,6 +16,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from ..errors import OptionError
 from ._events import GHOSTS, Kind
 
 __all__ = ["SolverOptions", "SolveStatus", "make_batch_solver"]
@@ -84,13 +85,13 @@ class SolverOptions:
 
     def __post_init__(self):
         if self.solver not in _SOLVERS:
-            raise ValueError(f"`solver` must be one of {sorted(_SOLVERS)}, got {self.solver!r}")
+            raise OptionError(f"`solver` must be one of {sorted(_SOLVERS)}, got {self.solver!r}")
         if not 0 < self.rtol < 1:
-            raise ValueError(f"`rtol` must be in (0, 1), got {self.rtol!r}")
+            raise OptionError(f"`rtol` must be in (0, 1), got {self.rtol!r}")
         if not self.atol > 0:
-            raise ValueError(f"`atol` must be > 0, got {self.atol!r}")
+            raise OptionError(f"`atol` must be > 0, got {self.atol!r}")
         if int(self.max_steps) != self.max_steps or self.max_steps < 1:
-            raise ValueError(f"`max_steps` must be a positive integer, got {self.max_steps!r}")
+            raise OptionError(f"`max_steps` must be a positive integer, got {self.max_steps!r}")
 
 
 def _safe_div(num, den, use):
