@@ -42,10 +42,9 @@ VISITS = np.array([0, 4, 11, 25, 39, 53, 60, 90, 120, 180, 240, 300, 365.0])
 
 def timed(fn, repeat: int) -> tuple[float, list[float]]:
     times = []
-    out = None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        out = fn()
+        fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), times
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -131,7 +130,7 @@ def _print_summary(ds, regimen: str, elapsed: float, names: list[str] | None = N
     tu = ds.attrs.get("time_unit", "")
     n = ds.sizes.get("subject", 1)
     title = f"{ds.attrs['model']}: {regimen}  ({n} subject{'s' if n > 1 else ''}{', median' if n > 1 else ''}; simulated)"
-    table = Table("output", "unit", "at t=0", f"max", f"time of max ({tu})", "min", "at end", title=title)
+    table = Table("output", "unit", "at t=0", "max", f"time of max ({tu})", "min", "at end", title=title)
     t = ds["time"].values
     for name in names or [v for v in ds.data_vars if ds[v].attrs.get("kind") == "output"]:
         da = ds[name]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .dosing import Record, Records, Regimen, parse_regimen
-from .errors import DataFormatError, ModelSpecError, RegimenError, ShapeError, SolverError
+from .errors import ModelSpecError, RegimenError, ShapeError, SolverError
 from .model import Model
 from .solve import SolverOptions, SolveStatus, build_events, solve_subjects
 from .units import UnitError, conversion_factor

@@ -859,7 +859,7 @@ class SymbolicModel:
                     to_declared(dur, 1.0),
                 )
             )
-        for ev in model.events:
+        for _ in model.events:  # cumulative hazards start at 0 and take no doses
             self.initial.append(sp.Integer(0))
             self.dose.append((sp.Integer(1), sp.Integer(0), sp.Integer(0), sp.Integer(0)))
 

@@ -162,10 +162,7 @@ def _steady_state(integrate, y0, s, amount, rate, dur, ii, lag, t, n, tol=1e-11,
 
 
 def _dose_numpy(model, th, cv):
-    import jax
-
-    with jax.default_device(jax.devices("cpu")[0]):
-        return [np.asarray(a) for a in model.compiled.dose(th, cv)]
+    return [np.asarray(a) for a in model.compiled.dose(th, cv)]
 
 
 def _initial_numpy(model, th, cv):
