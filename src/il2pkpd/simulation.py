@@ -18,7 +18,7 @@ from .model import Model
 from .solve import SolverOptions, SolveStatus, build_events, solve_subjects
 from .units import UnitError, conversion_factor
 
-__all__ = ["simulate", "individual_parameters", "solve_records"]
+__all__ = ["simulate", "individual_parameters", "solve_records", "add_residual_error"]
 
 
 def _as_model(model) -> Model:
@@ -267,6 +267,7 @@ def simulate(
     atol: float = 1e-12,
     max_steps: int = 100_000,
     throw: bool = True,
+    residual_error: bool = False,
 ):
     """Simulate a model for a regimen or a dataset.
 
@@ -297,6 +298,9 @@ def simulate(
     throw
         Raise :class:`~il2pkpd.errors.SolverError` when any subject fails; with
         ``False`` the failure is reported in the ``status`` variable.
+    residual_error
+        Also return, for each model observation ``X``, a variable ``X_obs``: its output
+        plus residual error drawn from the observation's error model (seeded by ``seed``).
 
     Returns
     -------
@@ -384,7 +388,35 @@ def simulate(
     sol = solve_records(model, subjects, theta, cov, options=options, output_rows=output_rows)
     if throw:
         _raise_failures(sol.status, sol.fail_time, subject_ids, model.time_unit)
-    return _to_dataset(model, sol, theta, cov, subject_ids, info["n_draws"], tu, to_model, times is None)
+    ds = _to_dataset(model, sol, theta, cov, subject_ids, info["n_draws"], tu, to_model, times is None)
+    if residual_error:
+        ds = add_residual_error(model, ds, seed=seed)
+    return ds
+
+
+def add_residual_error(model: Model, ds, *, seed: int | None = None):
+    """Add ``<observation>_obs`` variables: outputs with residual error.
+
+    Error models (epsilon ~ N(0, 1), independent per value): additive ``y + add*eps``;
+    proportional ``y*(1 + prop*eps)``; combined ``y + sqrt(add^2 + prop^2 y^2)*eps`` (as
+    nlmixr2's ``add() + prop()``); lognormal ``y*exp(sigma*eps)``.
+    """
+    rng = np.random.default_rng(None if seed is None else [seed, 1])  # a stream apart from IIV
+    new = {}
+    for obs in model.observations:
+        y = ds[obs.output]
+        eps = rng.standard_normal(y.shape)
+        e = obs.error
+        if e.model == "additive":
+            v = y.values + e.add * eps
+        elif e.model == "proportional":
+            v = y.values * (1 + e.prop * eps)
+        elif e.model == "combined":
+            v = y.values + np.sqrt(e.add**2 + (e.prop * y.values) ** 2) * eps
+        else:
+            v = y.values * np.exp(e.sigma * eps)
+        new[f"{obs.name}_obs"] = (y.dims, v, {"unit": y.attrs.get("unit", ""), "kind": "simulated observation", "error_model": e.model, "dvid": obs.dvid})
+    return ds.assign(new)
 
 
 def _with_outputs(doses: list, t_model: np.ndarray, subject) -> Records:

@@ -98,3 +98,15 @@ def test_bad_solver_options_are_refused_with_the_value(pk1):
         il2pkpd.simulate(pk1, "100 mg po once", T, solver="rk4")
     with pytest.raises(OptionError, match=r"`rtol` must be in \(0, 1\), got 0.0"):
         il2pkpd.simulate(pk1, "100 mg po once", T, rtol=0.0)
+
+
+def test_residual_error_follows_the_error_model(ivory):
+    # tbr: additive SD 0.11 (ivory.toml, from BRIEF S82); treg: proportional 0.15
+    ds = il2pkpd.simulate(ivory, "1.5 MIU sc qd x5", np.array([0.0, 5.0]), n_subjects=4000, iiv=False, seed=3, residual_error=True)
+    resid = ds["tbr_obs"].values - ds["tbr"].values
+    assert resid.std() == pytest.approx(0.11, rel=0.03)  # 8000 draws: SE of an SD ~0.8%
+    ratio = ds["treg_obs"].values[:, 1] / ds["treg_fold"].values[:, 1] - 1
+    assert ratio.std() == pytest.approx(0.15, rel=0.04)
+    assert ds["tbr_obs"].attrs["kind"] == "simulated observation"
+    again = il2pkpd.simulate(ivory, "1.5 MIU sc qd x5", np.array([0.0, 5.0]), n_subjects=4000, iiv=False, seed=3, residual_error=True)
+    np.testing.assert_array_equal(again["tbr_obs"].values, ds["tbr_obs"].values)
