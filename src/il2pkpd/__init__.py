@@ -35,6 +35,7 @@ _LAZY = {
     "Records": ("il2pkpd.dosing", "Records"),
     "read_nonmem_csv": ("il2pkpd.io.nonmem", "read_nonmem_csv"),
     "predict": ("il2pkpd.io.predict", "predict"),
+    "datasets": ("il2pkpd.datasets", None),
     "SolverOptions": ("il2pkpd.solve", "SolverOptions"),
     "SolveStatus": ("il2pkpd.solve", "SolveStatus"),
 }
@@ -59,7 +60,7 @@ def __getattr__(name: str):
         import importlib
 
         module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
+        value = importlib.import_module(module) if attr is None else getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'il2pkpd' has no attribute {name!r}")

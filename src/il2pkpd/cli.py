@@ -79,6 +79,24 @@ def models() -> None:
 
 @app.command()
 @_handle_errors
+def datasets() -> None:
+    """List the published-evidence set (every number with its BRIEF source id and tag)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .datasets import published
+
+    table = Table("id", "study", "endpoint", "statistic", "value", "CI/range", "unit", "source", "tag",
+                  title="published evidence (R = reported, I = inferred)")
+    for row in published().itertuples():
+        ci = f"{row.lower:g} to {row.upper:g}" if row.lower == row.lower and row.upper == row.upper else ""
+        value = f"{row.value:g}" if row.value == row.value else ""
+        table.add_row(row.id, row.study, row.endpoint, row.statistic, value, ci, str(row.unit), row.source, row.tag)
+    Console(width=200).print(table)
+
+
+@app.command()
+@_handle_errors
 def simulate(
     model: Annotated[str, typer.Option(help="Model name (see `il2pkpd models`) or path to a .toml file.")] = "ivory",
     regimen: Annotated[str, typer.Option(help='Regimen, e.g. "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7".')] = "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7",

@@ -54,3 +54,9 @@ def test_models_lists_shipped_models():
     assert res.returncode == 0
     for name in ("ivory", "pk1_oral", "pk2_oral", "warfarin"):
         assert name in res.stdout
+
+
+def test_datasets_lists_the_published_evidence():
+    res = run("datasets")
+    assert res.returncode == 0
+    assert "ivory_tbr_diff_index" in res.stdout and "S12" in res.stdout
