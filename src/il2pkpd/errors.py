@@ -34,7 +34,15 @@ class RegimenError(Il2pkpdError, ValueError):
 
 
 class DataFormatError(Il2pkpdError, ValueError):
-    """A dataset (NONMEM-style table, parameter table) is invalid."""
+    """A dataset (NONMEM-style table, parameter table) is invalid.
+
+    ``problems`` lists every problem found (each naming its row, subject and value) when
+    a whole table was validated at once.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
 
 
 class ShapeError(Il2pkpdError, ValueError):

@@ -23,9 +23,11 @@ from ..errors import DataFormatError, RegimenError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NonmemData", "read_nonmem_csv", "from_dataframe"]
+__all__ = ["NonmemData", "read_nonmem_csv", "from_dataframe", "write_nonmem_csv", "records_to_table"]
 
 _EVENT_COLUMNS = ("id", "time", "evid", "amt", "cmt", "rate", "ii", "addl", "ss", "dv", "mdv", "dvid")
+_NUMERIC_COLUMNS = ("time", "evid", "amt", "cmt", "rate", "ii", "addl", "ss", "dv", "mdv", "dvid", "cens", "blq", "lloq")
+_INTEGER_COLUMNS = ("evid", "cmt", "addl", "ss", "dvid", "mdv", "cens", "blq")
 
 
 @dataclass
@@ -79,9 +81,107 @@ class NonmemData:
     def _where(self) -> str:
         return f"{self.source}: " if self.source else ""
 
+    def problems(self, model=None, *, require_dv: bool = False) -> list[str]:
+        """Every problem of the table (against ``model`` when given), each naming its row
+        (1 = first data row), subject and value. Nothing is dropped or coerced.
+
+        Checked: non-numeric values in NONMEM columns; EVID, CMT, ADDL, SS, DVID, MDV not
+        integers; EVID outside 0-4; TIME decreasing within a subject; doses with AMT <= 0;
+        RATE other than > 0, 0, -1, -2; observations (EVID 0, MDV != 1) without DV; CMT or
+        DVID unknown to the model; duplicated records; SS or ADDL without II.
+        ``require_dv``: observations without DV are a problem (fitting), not for prediction
+        or simulation, where an empty DV is normal (NONMEM $SIMULATION datasets).
+        """
+        out: list[str] = []
+        n = len(self.table)
+        ids = self.table[self.columns["id"]].to_numpy()
+        who = lambda i: f"row {i + 1} (subject {self._id_at(i)!r})"  # noqa: E731
+        vals: dict[str, np.ndarray] = {}
+        for name in _NUMERIC_COLUMNS:
+            s = self.col(name)
+            if s is None:
+                continue
+            values = pd.to_numeric(s, errors="coerce")
+            blank = s.isna() | s.astype(str).str.strip().isin(["", "."])
+            for i in np.flatnonzero((values.isna() & ~blank).to_numpy()):
+                out.append(f"{who(i)}: column `{self.columns[name]}` must be numeric, got {s.iloc[i]!r}")
+            vals[name] = values.to_numpy(dtype=float)
+        for name in _INTEGER_COLUMNS:
+            if name in vals:
+                v = vals[name]
+                for i in np.flatnonzero(np.isfinite(v) & (v != np.round(v))):
+                    out.append(f"{who(i)}: column `{self.columns[name]}` must hold integers, got {float(v[i])!r}")
+        get = lambda k, d: vals[k] if k in vals else np.full(n, d)  # noqa: E731
+        time = get("time", np.nan)
+        amt = np.nan_to_num(get("amt", 0.0))
+        evid = get("evid", np.nan)
+        evid = np.where(np.isnan(evid), np.where(amt > 0, 1.0, 0.0), evid)
+        rate, ii, addl, ss = (np.nan_to_num(get(k, 0.0)) for k in ("rate", "ii", "addl", "ss"))
+        for i in np.flatnonzero(~np.isin(evid, [0, 1, 2, 3, 4])):
+            out.append(f"{who(i)}: `EVID` must be 0, 1, 2, 3 or 4, got {float(evid[i])!r}")
+        if "time" in vals:
+            for i in np.flatnonzero(self.table[self.columns["time"]].isna().to_numpy()):
+                out.append(f"{who(i)}: `TIME` is missing")
+        for i in range(1, n):
+            if ids[i] == ids[i - 1] and time[i] < time[i - 1]:
+                out.append(f"{who(i)}: `TIME` must be non-decreasing within a subject, got {float(time[i])!r} after {float(time[i - 1])!r}")
+        dose = np.isin(evid, [1, 4])
+        constant_inf = (ss == 1) & (ii == 0) & (rate > 0) & (amt == 0)
+        for i in np.flatnonzero(dose & (amt <= 0) & ~constant_inf):
+            out.append(f"{who(i)}: `AMT` of a dose must be > 0, got {float(amt[i])!r}")
+        for i in np.flatnonzero(dose & (rate < 0) & ~np.isin(rate, [-1, -2])):
+            out.append(f"{who(i)}: `RATE` must be > 0, 0, -1 or -2, got {float(rate[i])!r}")
+        for i in np.flatnonzero(dose & np.isin(ss, [1, 2]) & (ii <= 0) & ~constant_inf):
+            out.append(f"{who(i)}: `SS` = {int(ss[i])} needs `II` > 0, got II = {float(ii[i])!r}")
+        for i in np.flatnonzero(dose & (addl > 0) & (ii <= 0)):
+            out.append(f"{who(i)}: `ADDL` = {int(addl[i])} needs `II` > 0, got II = {float(ii[i])!r}")
+        for i in np.flatnonzero(~np.isin(ss, [0, 1, 2])):
+            out.append(f"{who(i)}: `SS` must be 0, 1 or 2, got {float(ss[i])!r}")
+        if require_dv:
+            mdv = get("mdv", 0.0)
+            dv_col = self.col("dv")
+            dv_missing = np.ones(n, dtype=bool) if dv_col is None else dv_col.isna().to_numpy()
+            for i in np.flatnonzero((evid == 0) & (np.nan_to_num(mdv) != 1) & dv_missing):
+                out.append(f"{who(i)}: observation (EVID 0, MDV 0) without `DV`")
+        if model is not None:
+            cmts = sorted(s.cmt for s in model.states)
+            if "cmt" in vals:
+                cmt = vals["cmt"]
+                for i in np.flatnonzero(np.isfinite(cmt) & (cmt != 0) & (evid != 3) & ~np.isin(cmt, cmts)):
+                    out.append(f"{who(i)}: `CMT` must be one of {cmts} for model {model.name!r}, got {int(cmt[i])}")
+                dose_cmts = [s.cmt for s in model.states if s.dose]
+                for i in np.flatnonzero(dose & np.isin(cmt, cmts) & ~np.isin(cmt, dose_cmts)):
+                    out.append(f"{who(i)}: `CMT` {int(cmt[i])} does not accept doses in model {model.name!r} (dose-able: {dose_cmts})")
+            if "dvid" in vals and model.observations:
+                dvids = sorted(o.dvid for o in model.observations)
+                dv = vals["dvid"]
+                for i in np.flatnonzero((evid == 0) & np.isfinite(dv) & (dv != 0) & ~np.isin(dv, dvids)):
+                    out.append(f"{who(i)}: `DVID` must be one of {dvids} for model {model.name!r}, got {float(dv[i]):g}")
+        key_cols = [self.columns[c] for c in _EVENT_COLUMNS if c in self.columns]
+        dup = self.table.duplicated(subset=key_cols, keep="first").to_numpy()
+        if dup.any():
+            first = {}
+            for i, row in enumerate(map(tuple, self.table[key_cols].astype(str).to_numpy())):
+                if dup[i]:
+                    out.append(f"{who(i)}: duplicates row {first[row] + 1}")
+                else:
+                    first.setdefault(row, i)
+        return out
+
+    def validate(self, model=None, *, require_dv: bool = False) -> NonmemData:
+        """Raise one :class:`DataFormatError` listing every problem (see :meth:`problems`)."""
+        found = self.problems(model, require_dv=require_dv)
+        if found:
+            if len(found) == 1:
+                raise DataFormatError(f"{self._where()}{found[0]}", found)
+            shown = "\n  ".join(found[:50]) + (f"\n  ... and {len(found) - 50} more" if len(found) > 50 else "")
+            raise DataFormatError(f"{self._where()}{len(found)} problems in the dataset:\n  {shown}", found)
+        return self
+
     def subject_records(self, model) -> list[Records]:
-        """The records of each subject, validated against ``model``; raises
-        :class:`DataFormatError` naming the row and subject on the first problem."""
+        """The records of each subject, validated against ``model``; raises one
+        :class:`DataFormatError` listing every problem, each with its row and subject."""
+        self.validate(model)
         time = self.numeric("time")
         amt = self.numeric("amt", 0.0)
         evid = self.numeric("evid", np.nan) if "evid" in self.columns else np.where(amt > 0, 1.0, 0.0)
@@ -218,3 +318,25 @@ def read_nonmem_csv(path: str | Path) -> NonmemData:
         raise DataFormatError(f"{path}: cannot read as CSV: {exc}") from None
     table = table.replace({"": np.nan})
     return from_dataframe(table, str(path))
+
+
+def write_nonmem_csv(data: NonmemData | pd.DataFrame, path: str | Path) -> Path:
+    """Write a dataset as CSV, atomically (temporary file + rename), every row and column
+    as held (text read by :func:`read_nonmem_csv` is written back unchanged; missing
+    values as empty fields)."""
+    from .output import atomic_write
+
+    table = data.table if isinstance(data, NonmemData) else data
+    return atomic_write(path, lambda p: table.to_csv(p, index=False, na_rep=""))
+
+
+def records_to_table(subjects: list[Records]) -> pd.DataFrame:
+    """A NONMEM-style table (ID, TIME, EVID, AMT, CMT, RATE, II, ADDL, SS, DVID, MDV) from
+    each subject's records, in data order."""
+    rows = []
+    for i, recs in enumerate(subjects):
+        sid = recs.subject if recs.subject is not None else i + 1
+        for r in recs:
+            rows.append({"ID": sid, "TIME": r.time, "EVID": r.evid, "AMT": r.amt, "CMT": r.cmt, "RATE": r.rate,
+                         "II": r.ii, "ADDL": r.addl, "SS": r.ss, "DVID": r.dvid, "MDV": 0 if r.evid == 0 else 1})
+    return pd.DataFrame(rows)
