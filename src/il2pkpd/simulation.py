@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .dosing import Record, Records, Regimen, parse_regimen
-from .errors import ModelSpecError, RegimenError, ShapeError, SolverError
+from .errors import DataFormatError, ModelSpecError, RegimenError, ShapeError, SolverError
 from .model import Model
 from .solve import SolverOptions, SolveStatus, build_events, solve_subjects
 from .units import UnitError, conversion_factor
@@ -198,11 +198,18 @@ def individual_parameters(
     return theta, cov, {"n_draws": n_draws}
 
 
-def solve_records(model: Model, subjects: Sequence[Records], theta: np.ndarray, cov: np.ndarray, *, options: SolverOptions, output_rows: str = "all", row_theta: dict[int, np.ndarray] | None = None):
+def solve_records(model: Model, subjects: Sequence[Records], theta: np.ndarray, cov: np.ndarray, *, options: SolverOptions,
+                  output_rows: str = "all", row_theta: dict[int, np.ndarray] | None = None, row_cov: dict[int, np.ndarray] | None = None):
     """Solve subjects given as NONMEM records; ``theta`` may carry a leading draw axis.
 
     ``row_theta`` maps a parameter index to values per dataset row (records' ``row``):
     dose parameters that change between records, evaluated at each dose record.
+
+    ``row_cov`` maps a covariate index to values per dataset row: time-varying covariates,
+    with NONMEM's rule ("next observation carried backward", mrgsolve's ``nocb``): the value
+    on a record applies over the interval from the previous record up to and including that
+    record's time, and after the last record its value stays. Initial states, steady states
+    and dose parameters use the value of the subject's first record.
 
     Returns the :class:`~il2pkpd.solve.BatchSolution` with batch = draws x subjects.
     """
@@ -231,7 +238,19 @@ def solve_records(model: Model, subjects: Sequence[Records], theta: np.ndarray, 
                     v = vals[rows[ok]]
                     et[ok, j] = np.where(np.isnan(v), theta[d, i, j], v)
                 ev_theta.append(et)
-    return solve_subjects(model, ev_all, theta.reshape(nd * ns, -1), cov_all, options, ev_theta=ev_theta)
+    rec_cov = None
+    if row_cov:
+        rec_cov = []
+        for _ in range(nd):
+            for i, recs in enumerate(subjects):
+                rows = np.array([r.row for r in recs])
+                times = np.array([r.time for r in recs], dtype=float)
+                values = np.tile(cov[i], (len(recs), 1))
+                for j, vals in row_cov.items():
+                    values[:, j] = vals[rows]
+                rec_cov.append((times, values))
+        cov_all = np.array([rc[1][0] for rc in rec_cov])
+    return solve_subjects(model, ev_all, theta.reshape(nd * ns, -1), cov_all, options, ev_theta=ev_theta, rec_cov=rec_cov)
 
 
 def _raise_failures(status: np.ndarray, fail_time: np.ndarray, subject_ids: Sequence, time_unit: str) -> None:
@@ -324,6 +343,7 @@ def simulate(
         raise ModelSpecError(f"`time_unit` {tu!r} is not a unit of time: {exc}") from None
 
     dataset_subjects = None
+    row_theta = row_cov = None
     subject_ids: list
     from_data: dict = {}
     if regimen is None or isinstance(regimen, (str, Regimen)):
@@ -337,7 +357,16 @@ def simulate(
             raise RegimenError("`times` must be given when simulating a regimen (e.g. numpy.arange(0, 365))")
     elif hasattr(regimen, "subject_records"):
         dataset_subjects = regimen.subject_records(model)
-        p_cols, c_cols = regimen.subject_values(model)
+        per_row: dict = {}
+        p_cols, c_cols = regimen.subject_values(model, per_row)
+        if per_row and times is not None:
+            raise DataFormatError(
+                f"columns {sorted(per_row)} change between records; simulate such a dataset at its own record "
+                "times (times=None), or make them constant within each subject"
+            )
+        names, cov_names = list(model.parameter_names), list(model.covariate_names)
+        row_theta = {names.index(n): v for n, v in per_row.items() if n in names} or None
+        row_cov = {cov_names.index(n): v for n, v in per_row.items() if n in cov_names} or None
         from_data = {**p_cols, **c_cols}
         subject_ids = [r.subject for r in dataset_subjects]
         n_subjects = len(subject_ids)
@@ -385,7 +414,7 @@ def simulate(
         else:
             output_rows = "all"
 
-    sol = solve_records(model, subjects, theta, cov, options=options, output_rows=output_rows)
+    sol = solve_records(model, subjects, theta, cov, options=options, output_rows=output_rows, row_theta=row_theta, row_cov=row_cov)
     if throw:
         _raise_failures(sol.status, sol.fail_time, subject_ids, model.time_unit)
     ds = _to_dataset(model, sol, theta, cov, subject_ids, info["n_draws"], tu, to_model, times is None)

@@ -221,8 +221,10 @@ class NonmemData:
         """Per-subject parameter and covariate values given as columns.
 
         Parameters used only in dose expressions (F, ALAG, R, D) may vary between records,
-        as in NONMEM, where they are evaluated at each dose record: pass a dict as
-        ``per_row`` to receive their values per row (name -> array over all rows).
+        as in NONMEM, where they are evaluated at each dose record, and so may covariates
+        (time-varying; see :func:`il2pkpd.simulation.solve_records` for the rule): pass a
+        dict as ``per_row`` to receive their values per row (name -> array over all rows).
+        Without ``per_row``, any value changing within a subject is an error.
 
         Returns
         -------
@@ -253,11 +255,16 @@ class NonmemData:
                     raise DataFormatError(f"{self._where()}column `{orig}` has no value for subject {_label(sid)!r}")
                 if np.ptp(v_ok) > 0 and per_row is not None and kind == "param" and name in dose_only:
                     per_row[name] = values
+                elif np.ptp(v_ok) > 0 and per_row is not None and kind == "cov":
+                    if np.isnan(v).any():
+                        i = int(np.flatnonzero(ids == sid)[np.flatnonzero(np.isnan(v))[0]])
+                        raise DataFormatError(f"{self._where()}time-varying covariate `{orig}` is missing on row {i + 1} (subject {_label(sid)!r}); give it on every record")
+                    per_row[name] = values
                 elif np.ptp(v_ok) > 0:
                     i = int(np.flatnonzero(ids == sid)[np.flatnonzero(~np.isnan(v))[np.argmax(v_ok != v_ok[0])]])
                     raise DataFormatError(
                         f"{self._where()}column `{orig}` ({kind} `{name}`) must be constant within a subject "
-                        f"(only dose parameters F/ALAG/R/D may change between records); "
+                        f"(only covariates and dose parameters F/ALAG/R/D may change between records); "
                         f"subject {_label(sid)!r} row {i + 1} has {float(values[i])!r} after {float(v_ok[0])!r}"
                     )
                 per_subject.append(v_ok[0])

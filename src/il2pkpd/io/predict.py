@@ -73,11 +73,10 @@ def predict(
         else:
             scalar[key] = float(val)
     theta, cov, _ = individual_parameters(model, len(ids), params=scalar, subject_params=subject_params or None, iiv=False)
-    row_theta = None
-    if per_row:
-        names = list(model.parameter_names)
-        row_theta = {names.index(n): v for n, v in per_row.items()}
-    sol = solve_records(model, subjects, theta, cov, options=options, output_rows="all", row_theta=row_theta)
+    names, cov_names = list(model.parameter_names), list(model.covariate_names)
+    row_theta = {names.index(n): v for n, v in per_row.items() if n in names} or None
+    row_cov = {cov_names.index(n): v for n, v in per_row.items() if n in cov_names} or None
+    sol = solve_records(model, subjects, theta, cov, options=options, output_rows="all", row_theta=row_theta, row_cov=row_cov)
     if throw:
         _raise_failures(sol.status, sol.fail_time, ids, model.time_unit)
 

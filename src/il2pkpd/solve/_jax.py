@@ -100,7 +100,7 @@ def _safe_div(num, den, use):
     return jnp.where(use, num / den_safe, 0.0)
 
 
-def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = False):
+def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = False, time_varying_cov: bool = False):
     """Return ``solve(events, ss_pos, out_times, t_start, theta, cov)`` vmapped over subjects.
 
     The returned function is jitted. Shapes: events fields (B, E), ss_pos (B, S),
@@ -108,6 +108,9 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
     ``(outputs (B, O, n_outputs), states (B, O, n_states), status (B,), fail_time (B,))``.
     With ``per_event_theta`` the events carry a ``theta`` field (B, E, P): dose parameters
     (F, ALAG, R, D) are then evaluated with each event's own parameter values.
+    With ``time_varying_cov`` the events carry ``rec_time`` (B, R) and ``rec_cov`` (B, R, C):
+    each integration segment (t, t1] uses the covariates of the first record at or after t1
+    (NONMEM's next-observation-carried-backward rule).
     """
     n_states = compiled.n_states
     solver = _SOLVERS[options.solver]()
@@ -191,10 +194,16 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
             "slot": slot[order], "out_index": ev["out_index"][order],
         }
 
+        def cov_at(tt):
+            if not time_varying_cov:
+                return cov
+            rt = ev["rec_time"]
+            return ev["rec_cov"][jnp.minimum(jnp.searchsorted(rt, tt, side="left"), rt.shape[0] - 1)]
+
         def body(carry, x):
             t, y, rates, epoch, status, fail_t = carry
             t1 = jnp.where(x["kind"] == Kind.NOOP, t, jnp.maximum(x["t"], t))
-            y1, code = integrate(y, t, t1, rates, theta, cov)
+            y1, code = integrate(y, t, t1, rates, theta, cov_at(t1))
             code = jnp.where(jnp.all(jnp.isfinite(y1)) | (code != SolveStatus.SUCCESS), code, SolveStatus.NON_FINITE)
             new_fail = (status == SolveStatus.SUCCESS) & (code != SolveStatus.SUCCESS)
             fail_t = jnp.where(new_fail, t, fail_t)
@@ -220,7 +229,7 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
         carry0 = (t_start, y_init, jnp.zeros(n_states), jnp.asarray(0, dtype=jnp.int32), status0, jnp.asarray(jnp.nan))
         (_, _, _, _, status, fail_t), ys = jax.lax.scan(body, carry0, xs)
         y_out = jnp.zeros((n_out, n_states)).at[jnp.where(xs["out_index"] >= 0, xs["out_index"], n_out)].set(ys, mode="drop")
-        outs = jax.vmap(lambda tt, yy: compiled.outputs(tt, yy, theta, cov))(out_times, y_out)
+        outs = jax.vmap(lambda tt, yy: compiled.outputs(tt, yy, theta, cov_at(tt)))(out_times, y_out)
         return outs, y_out, status, fail_t
 
     def _steady_state(pi, kind, state, amt_eff, r_eff, d_eff, ii, lag_mod, ev, y_init, theta, cov):

@@ -47,8 +47,8 @@ class BatchSolution:
 
 
 @lru_cache(maxsize=32)
-def _solver_for(compiled, options: SolverOptions, per_event_theta: bool = False):
-    return make_batch_solver(compiled, options, per_event_theta)
+def _solver_for(compiled, options: SolverOptions, per_event_theta: bool = False, time_varying_cov: bool = False):
+    return make_batch_solver(compiled, options, per_event_theta, time_varying_cov)
 
 
 def default_batching() -> tuple[int | None, int]:
@@ -65,7 +65,8 @@ def default_batching() -> tuple[int | None, int]:
 
 
 def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov: np.ndarray, options: SolverOptions | None = None,
-                   ev_theta: list[np.ndarray] | None = None, *, chunk_size: int | None = -1, workers: int | None = None) -> BatchSolution:
+                   ev_theta: list[np.ndarray] | None = None, *, rec_cov: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                   chunk_size: int | None = -1, workers: int | None = None) -> BatchSolution:
     """Solve a batch of subjects (one row of ``theta``/``cov`` each) with the JAX solver.
 
     Parameters
@@ -83,6 +84,9 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
     ev_theta
         Optional per-subject (n_events, n_parameters) parameters at each event, for dose
         parameters (F, ALAG, R, D) that change between dose records.
+    rec_cov
+        Optional per-subject (record times, covariates per record): time-varying covariates,
+        applied as "next observation carried backward" (NONMEM).
     chunk_size, workers
         Subjects per vmapped call (``None``: all in one call) and threads running calls
         concurrently; the default (-1) picks :func:`default_batching` for the backend.
@@ -97,8 +101,16 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
     if cov.shape != (n, len(model.covariates)):
         raise ShapeError("`cov` must have one row per subject and one column per covariate", cov.shape, (n, len(model.covariates)))
     arrays, ss_pos, out_times, t_start = stack_events(subjects)
-    solver = _solver_for(model.compiled, options, ev_theta is not None)
+    solver = _solver_for(model.compiled, options, ev_theta is not None, rec_cov is not None)
     ev = dict(arrays)
+    if rec_cov is not None:
+        n_rec = max(len(t) for t, _ in rec_cov)
+        rt = np.empty((n, n_rec))
+        rc = np.empty((n, n_rec, cov.shape[1]))
+        for i, (t, c) in enumerate(rec_cov):  # pad with the last record: its value stays
+            rt[i, : len(t)], rt[i, len(t):] = t, t[-1]
+            rc[i, : len(t)], rc[i, len(t):] = c, c[-1]
+        ev["rec_time"], ev["rec_cov"] = rt, rc
     if ev_theta is not None:
         n_ev = arrays["kind"].shape[1]
         padded = np.empty((n, n_ev, theta.shape[1]))
