@@ -157,3 +157,12 @@ def test_records_to_table_round_trip(tmp_path, pk1):
     strip = lambda rs: [(r.time, r.evid, r.amt, r.cmt, r.rate, r.ii, r.addl, r.ss, r.dvid) for r in rs]  # noqa: E731
     assert [strip(s) for s in back] == [strip(s) for s in subjects]
     assert [s.subject for s in back] == [1, 2]
+
+
+def test_blq_flags_and_lloq_are_checked(tmp_path, pk1):
+    text = "ID,TIME,EVID,AMT,CMT,DV,CENS,LLOQ\n1,0,1,100,1,,0,\n1,1,0,0,2,0.05,1,0.05\n1,2,0,0,2,0.1,2,0.05\n1,3,0,0,2,0.05,1,0\n"
+    problems = read_nonmem_csv(write(tmp_path, text)).problems(pk1)
+    assert problems == [
+        "row 3 (subject 1): `CENS` must be -1, 0 or 1, got 2.0",
+        "row 4 (subject 1): below-LLOQ record (`CENS` = 1) needs `LLOQ` > 0, got 0.0",
+    ]

@@ -1,5 +1,8 @@
 """Read NONMEM-style datasets (CSV).
 
+Below-LLOQ observations stay in the table: ``CENS`` (or ``BLQ``) = 1 marks a value below the
+limit of quantification, -1 above the upper limit (nlmixr2's convention), with the limit in
+``LLOQ`` (or in ``DV``, as nlmixr2 does); the likelihood treats them with the M3 method.
 Column names are case-insensitive (where two names differ only in case, the upper-case
 one is the NONMEM column and the other is kept but not read). Required: ``ID`` and ``TIME``. Optional, with NONMEM
 defaults: ``EVID`` (1 where AMT > 0, else 0), ``AMT``, ``CMT``, ``RATE``, ``II``, ``ADDL``,
@@ -135,6 +138,15 @@ class NonmemData:
             out.append(f"{who(i)}: `SS` = {int(ss[i])} needs `II` > 0, got II = {float(ii[i])!r}")
         for i in np.flatnonzero(dose & (addl > 0) & (ii <= 0)):
             out.append(f"{who(i)}: `ADDL` = {int(addl[i])} needs `II` > 0, got II = {float(ii[i])!r}")
+        for flag in ("cens", "blq"):  # M3 censoring flags: 1 below LLOQ, -1 above ULOQ (nlmixr2)
+            if flag in vals:
+                f = np.nan_to_num(vals[flag])
+                for i in np.flatnonzero(~np.isin(f, [-1, 0, 1])):
+                    out.append(f"{who(i)}: `{self.columns[flag]}` must be -1, 0 or 1, got {float(f[i])!r}")
+                if "lloq" in vals:
+                    lloq = vals["lloq"]
+                    for i in np.flatnonzero((f == 1) & ~(lloq > 0)):
+                        out.append(f"{who(i)}: below-LLOQ record (`{self.columns[flag]}` = 1) needs `LLOQ` > 0, got {float(lloq[i])!r}")
         for i in np.flatnonzero(~np.isin(ss, [0, 1, 2])):
             out.append(f"{who(i)}: `SS` must be 0, 1 or 2, got {float(ss[i])!r}")
         if require_dv:

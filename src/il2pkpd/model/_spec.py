@@ -155,6 +155,7 @@ class ObservationSpec:
     error: ErrorModelSpec
     lloq: float | None = None
     description: str = ""
+    paramcd: str = ""
 
 
 @dataclass(frozen=True)
@@ -526,7 +527,7 @@ def build_model(data: Mapping[str, Any], *, source_file: str = "", source_text: 
         outputs.append(OutputSpec(key, _expr_text(t, "expr", w, ""), _unit(t, w), _str(t, "description", w, "")))
     observations = []
     for key, t, w in _entries(data, "observations", where):
-        _check_keys(t, {"output", "dvid", "error", "lloq", "description"}, w)
+        _check_keys(t, {"output", "dvid", "error", "lloq", "description", "paramcd"}, w)
         dvid = _require(t, "dvid", w, int)
         err = _require(t, "error", w, dict)
         observations.append(
@@ -537,6 +538,7 @@ def build_model(data: Mapping[str, Any], *, source_file: str = "", source_text: 
                 error=_error_model(err, w),
                 lloq=_num(t, "lloq", w, math.nan) if "lloq" in t else None,
                 description=_str(t, "description", w, ""),
+                paramcd=_str(t, "paramcd", w, key.upper()[:8]),
             )
         )
     events = []
