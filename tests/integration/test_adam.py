@@ -70,3 +70,13 @@ def test_adam_problems_name_the_domain_and_row(ivory):
         from_adam({"ADSL": adsl, "EX": pd.DataFrame({"USUBJID": ["B"], "EXDOSE": [1.0], "EXSTDY": [1]})}, ivory)
     with pytest.raises(DataFormatError, match="ADSL"):
         from_adam({"EX": pd.DataFrame()}, ivory)
+
+
+def test_adsl_demographics_and_mapped_covariates_round_trip(ivory):
+    adsl = pd.DataFrame({"USUBJID": ["A", "B"], "TRT01A": ["IL-2", "placebo"], "AGE": [55, 61], "SEX": ["M", "F"],
+                         "WEIGHTBL": [80.0, 62.0], "BSABL": [1.98, 1.66], "RANDDT": ["2021-03-01", "2021-03-08"]})
+    adlb = pd.DataFrame({"USUBJID": ["A", "B"], "PARAMCD": ["TBRMAX", "TBRMAX"], "AVAL": [2.4, 2.2], "ADY": [1, 1]})
+    table = from_adam({"ADSL": adsl, "ADLB": adlb}, ivory, covariates={"BSABL": "bsa"})
+    assert list(table.BSA) == [1.98, 1.66] and list(table.SEX) == ["M", "F"] and list(table.AGE) == [55, 61]
+    again = to_adam(table, ivory)["ADSL"]
+    assert list(again.RANDDT) == ["2021-03-01", "2021-03-08"] and list(again.WEIGHTBL) == [80.0, 62.0]

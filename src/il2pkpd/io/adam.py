@@ -3,7 +3,9 @@
 Domains (each a :class:`pandas.DataFrame`, or a CSV file when read/written from a folder):
 
 * ``ADSL``: one row per subject: STUDYID, USUBJID, SUBJID, ARM, TRT01A, TRT01AN, covariates
-  (columns named like a model covariate or its label, e.g. ``BSA``, ``WT``);
+  (columns named like a model covariate or its label, e.g. ``BSA``, ``WT``, or mapped), and
+  demographics carried through unchanged (AGE, SEX, RACE, WEIGHTBL, HEIGHTBL, BMIBL, BSABL,
+  RANDDT, RANDFL, ITTFL, SAFFL);
 * ``ADLB``: BDS findings: USUBJID, PARAMCD, PARAM, AVAL, AVALU, ADY, ARELTM, ARELTMU;
 * ``ADTTE``: USUBJID, PARAMCD, PARAM, AVAL (time), AVALU, CNSR (1 censored, 0 event), EVNTDESC;
 * ``EX``: USUBJID, EXTRT, EXDOSE, EXDOSU, EXROUTE, EXSTDY, EXRELTM, EXRELTMU, EXDUR.
@@ -31,6 +33,8 @@ from .output import atomic_write
 __all__ = ["to_adam", "from_adam", "write_adam", "read_adam", "DOMAINS"]
 
 DOMAINS = ("ADSL", "ADLB", "ADTTE", "EX")
+#: ADSL columns carried through unchanged (subject-level, not model inputs unless mapped)
+ADSL_PASSTHROUGH = ("AGE", "SEX", "RACE", "WEIGHTBL", "HEIGHTBL", "BMIBL", "BSABL", "RANDDT", "RANDFL", "ITTFL", "SAFFL")
 _ROUTES = {"SUBCUTANEOUS": "sc", "INTRAMUSCULAR": "im", "ORAL": "po", "INTRAVENOUS": "iv"}
 
 
@@ -69,6 +73,9 @@ def to_adam(table: pd.DataFrame, model, *, study: str = "IL2PKPD", paramcd: Mapp
     })
     for c in cov_cols:
         adsl[c] = first[c].to_numpy()
+    for c in ADSL_PASSTHROUGH:
+        if c in first:
+            adsl[c] = first[c].to_numpy()
     if "SIMULATED" in table:
         adsl["SIMULATED"] = np.where(first.SIMULATED.to_numpy() == 1, "Y", "N")
     obs = table[(table.EVID == 0) & (table.DVID > 0)]
@@ -140,6 +147,9 @@ def from_adam(domains: Mapping[str, pd.DataFrame], model, *, paramcd: Mapping[st
         if spec is None:
             raise DataFormatError(f"`covariates` maps {col!r} to {name!r}, not a covariate of model {model.name!r}")
         subj[spec.label or spec.name.upper()] = pd.to_numeric(adsl[col], errors="raise").to_numpy()
+    for c in ADSL_PASSTHROUGH:
+        if c in adsl and c not in subj:
+            subj[c] = adsl[c].to_numpy()
     if "SIMULATED" in adsl:
         subj["SIMULATED"] = (adsl.SIMULATED.to_numpy() == "Y").astype(int)
 
