@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "il2pkpd"
-CORE = ["units.py", "errors.py", "dosing", "model", "solve"]
+CORE = ["units.py", "errors.py", "dosing", "model", "solve", "likelihood"]
 FORBIDDEN = {"pandas", "matplotlib", "pymc", "pytensor", "arviz", "typer", "rich"}
 
 
