@@ -22,7 +22,9 @@ class Record:
     """One NONMEM event record (times in the model's time unit, AMT in the state's unit).
 
     ``row`` is the record's position in its dataset (0-based), used to order
-    simultaneous events as NONMEM does and to name the row in messages.
+    simultaneous events as NONMEM does and to name the row in messages. Observation
+    records may carry ``dv``, a censoring flag ``cens`` (1 below / -1 above ``lloq``, M3),
+    or an ``event`` name (time-to-event rows: ``dv`` 1 event, 0 censored).
     """
 
     time: float
@@ -35,6 +37,10 @@ class Record:
     ss: int = 0
     dvid: int = 0
     row: int = -1
+    dv: float = float("nan")
+    cens: int = 0
+    lloq: float = float("nan")
+    event: str = ""
 
     @property
     def is_dose(self) -> bool:
@@ -92,8 +98,11 @@ class Records(tuple):
 
 
 def records_from_columns(columns: Mapping[str, np.ndarray], subject: object = None, rows: np.ndarray | None = None) -> Records:
-    """Build :class:`Records` from column arrays (lower-case NONMEM names)."""
+    """Build :class:`Records` from column arrays (lower-case NONMEM names; ``event`` may
+    hold event names)."""
     n = len(columns["time"])
+    dv, cens, lloq = get_opt(columns, "dv", n, np.nan), get_opt(columns, "cens", n, 0.0), get_opt(columns, "lloq", n, np.nan)
+    events = columns.get("event", [""] * n)
     get = lambda k, d: np.asarray(columns[k], dtype=float) if k in columns else np.full(n, d, dtype=float)  # noqa: E731
     time, evid, amt, cmt = get("time", 0), get("evid", 0), get("amt", 0), get("cmt", 0)
     rate, ii, addl, ss, dvid = get("rate", 0), get("ii", 0), get("addl", 0), get("ss", 0), get("dvid", 0)
@@ -103,8 +112,13 @@ def records_from_columns(columns: Mapping[str, np.ndarray], subject: object = No
             Record(
                 time=float(time[i]), evid=int(evid[i]), amt=float(amt[i]), cmt=int(cmt[i]), rate=float(rate[i]),
                 ii=float(ii[i]), addl=int(addl[i]), ss=int(ss[i]), dvid=int(dvid[i]), row=int(rows[i]),
+                dv=float(dv[i]), cens=int(cens[i]), lloq=float(lloq[i]), event=str(events[i]) if isinstance(events[i], str) else "",
             )
             for i in range(n)
         ),
         subject=subject,
     )
+
+
+def get_opt(columns: Mapping[str, np.ndarray], key: str, n: int, default: float) -> np.ndarray:
+    return np.asarray(columns[key], dtype=float) if key in columns else np.full(n, default, dtype=float)

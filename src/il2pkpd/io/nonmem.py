@@ -206,9 +206,18 @@ class NonmemData:
             "time": time, "evid": evid, "amt": amt, "cmt": cmt, "rate": self.numeric("rate", 0.0),
             "ii": self.numeric("ii", 0.0), "addl": self.numeric("addl", 0.0), "ss": self.numeric("ss", 0.0),
             "dvid": self.numeric("dvid", 0.0),
+            "dv": self.numeric("dv", np.nan) if "dv" in self.columns else np.full(len(self.table), np.nan),
         }
+        flag = "cens" if "cens" in self.columns else ("blq" if "blq" in self.columns else None)
+        if flag:
+            cols["cens"] = self.numeric(flag, 0.0)
+            # the limit: LLOQ when given, else DV (nlmixr2's convention for censored rows)
+            cols["lloq"] = np.where(np.isfinite(self.numeric("lloq", np.nan)), self.numeric("lloq", np.nan), cols["dv"]) if "lloq" in self.columns else cols["dv"].copy()
+        if "event" in self.columns:
+            ev = self.col("event")
+            cols["event"] = np.array([x if isinstance(x, str) else "" for x in ev], dtype=object)
         for name in ("evid", "cmt", "addl", "ss", "dvid"):
-            frac = cols[name] != np.round(cols[name])
+            frac = cols[name] != np.round(cols[name])  # dv, cens, event are not integers
             if frac.any():
                 i = int(np.flatnonzero(frac)[0])
                 raise DataFormatError(f"{self._where()}column `{name.upper()}` must hold integers; row {i + 1} (subject {self._id_at(i)!r}) has {cols[name][i]!r}")

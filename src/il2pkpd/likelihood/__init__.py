@@ -16,3 +16,4 @@ from ._residual import (
     residual_sd as residual_sd,
 )
 from ._tte import loglik_time_to_event as loglik_time_to_event
+from ._population import JointLoglik as JointLoglik, default_error_params as default_error_params
