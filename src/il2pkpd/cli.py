@@ -181,6 +181,42 @@ def predict(
     typer.echo(f"wrote {out} ({len(result)} rows, {len(d.subject_ids)} subjects)")
 
 
+@app.command()
+@_handle_errors
+def fit(
+    model: Annotated[str, typer.Option(help="Model name or path to a .toml file (priors and IIV from the file).")],
+    data: Annotated[Path, typer.Option(help="NONMEM-style CSV with DV (and CENS/LLOQ, EVENT rows).")],
+    out: Annotated[Path, typer.Option(help="Output folder: posterior.nc, summary.csv, fit.json.")],
+    draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
+    tune: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 1000,
+    chains: Annotated[int, typer.Option(help="Chains.")] = 4,
+    sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or map.")] = "nutpie",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Fit a model to a dataset by NUTS (or MAP) and write the fit folder."""
+    import warnings
+
+    from rich.console import Console
+
+    from .inference import fit as run
+    from .io.fits import write_fit
+    from .io.model_file import load_model
+    from .io.nonmem import read_nonmem_csv
+
+    m = load_model(model)
+    d = read_nonmem_csv(data)
+    console = Console(stderr=True)
+    with console.status(f"fitting {m.name} to {data} ({sampler}) ..."), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run(m, d, draws=draws, tune=tune, chains=chains, sampler=sampler, seed=seed, progressbar=False)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+    write_fit(result, out)
+    Console().print(result.summary.to_string())
+    typer.echo(f"wrote {out} ({result.info['wall_time_s']:.1f} s)")
+
+
 def main() -> None:
     """Entry point. Usage errors (unknown option, missing value) exit with 2, as do il2pkpd
     errors; anything else is a bug and shows its traceback (exit 1)."""

@@ -97,7 +97,9 @@ def individual_parameters(
         Number of subjects.
     params
         Population values by name or label: scalars override the typical value; 1-D
-        arrays (all of one length) are draws, giving a ``draw`` dimension.
+        arrays (all of one length) are draws, giving a ``draw`` dimension; ``omega_<name>``
+        keys give the IIV standard deviation (per draw). A fit (:func:`il2pkpd.fit`,
+        :func:`il2pkpd.io.fits.load_fit`) gives its posterior draws.
     subject_params
         One row per subject (DataFrame or mapping of columns): individual values, used
         as given (no IIV is added to them). Covariate columns are accepted too.
@@ -118,14 +120,20 @@ def individual_parameters(
     info
         ``{"n_draws": int or None}`` (None when no draws were given).
     """
+    if params is not None and hasattr(params, "population_draws"):  # a Fit: posterior draws
+        params = params.population_draws()
     names = list(model.parameter_names)
     typical = np.array([p.value for p in model.parameters], dtype=float)
+    omega_draws: dict[str, np.ndarray] = {}
     n_draws: int | None = None
     pop = np.tile(typical, (1, 1))  # (draws, params)
     cov_vals = {c.name: np.full(n_subjects, c.value, dtype=float) for c in model.covariates}
     if params:
         draws = {}
         for key, val in params.items():
+            if key.startswith("omega_") and key[6:] in names:  # IIV SD per draw (from a fit)
+                omega_draws[key[6:]] = np.atleast_1d(np.asarray(val, dtype=float))
+                continue
             kind, name = _param_key(model, key)
             arr = np.asarray(val, dtype=float)
             if kind == "cov":
@@ -140,10 +148,11 @@ def individual_parameters(
                 draws[name] = arr
             else:
                 raise ShapeError(f"`params[{key!r}]` must be a scalar or a 1-D array of draws", arr.shape, "() or (n_draws,)")
-        if draws:
-            lengths = {len(v) for v in draws.values()}
-            if len(lengths) != 1:
-                raise ShapeError("every drawn parameter in `params` must have the same number of draws", {k: len(v) for k, v in draws.items()}, "equal lengths")
+        lengths = {len(v) for v in draws.values()} | {len(v) for v in omega_draws.values() if len(v) > 1}
+        if len(lengths) > 1:
+            raise ShapeError("every drawn parameter in `params` must have the same number of draws",
+                             {k: len(v) for k, v in {**draws, **omega_draws}.items()}, "equal lengths")
+        if lengths:
             n_draws = lengths.pop()
             pop = np.tile(pop, (n_draws, 1))
             for name, arr in draws.items():
@@ -182,9 +191,10 @@ def individual_parameters(
         rng = np.random.default_rng(seed)
         z = rng.standard_normal((nd, n_subjects, len(names)))
         for j, p in enumerate(model.parameters):
-            if p.iiv is None or p.iiv.omega == 0:
+            if p.iiv is None or (p.iiv.omega == 0 and p.name not in omega_draws):
                 continue
-            eta = p.iiv.omega * z[:, :, j]
+            omega = omega_draws.get(p.name, np.array([p.iiv.omega]))
+            eta = (omega[:, None] if omega.size > 1 else omega.reshape(1, 1)) * z[:, :, j]
             cur = theta[:, :, j]
             if p.iiv.kind == "lognormal":
                 new = cur * np.exp(eta)

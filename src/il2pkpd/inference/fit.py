@@ -1,0 +1,172 @@
+"""``il2pkpd.fit``: Bayesian fits of a model to individual data, with diagnostics and provenance.
+
+Samplers: ``"nutpie"`` (default; NUTS with the log-density and gradient compiled by JAX),
+``"pymc"`` (PyMC's NUTS, chains run one after another: forking after JAX starts deadlocks, see
+STACK.md), ``"map"`` (joint MAP, a fast path; no uncertainty). Convergence problems are
+warned about (:class:`~il2pkpd.errors.Il2pkpdWarning`), never hidden: divergences, R-hat
+above 1.01, bulk ESS below 400.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import Il2pkpdWarning, OptionError
+from ..solve import SolverOptions
+from .pymc_model import build_pymc_model, estimated_parameters
+
+__all__ = ["Fit", "fit", "model_hash", "data_hash", "SAMPLERS"]
+
+SAMPLERS = ("nutpie", "pymc", "map")
+
+
+def model_hash(model) -> str:
+    """SHA-256 of the model's content (parameters, states, equations, observations, events)."""
+    parts = [model.name, model.time_unit, repr(model.parameters), repr(model.constants), repr(model.covariates),
+             repr(model.states), repr(sorted(model.odes.items())), repr(model.outputs), repr(model.observations), repr(model.events)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def data_hash(subjects) -> str:
+    """SHA-256 of the records the fit used."""
+    h = hashlib.sha256()
+    for recs in subjects:
+        h.update(repr(recs.subject).encode())
+        for r in recs:
+            h.update(repr((r.time, r.evid, r.amt, r.cmt, r.rate, r.ii, r.addl, r.ss, r.dvid, r.dv, r.cens, r.lloq, r.event)).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class Fit:
+    """A fit: ArviZ data (``idata``, an xarray DataTree), a summary table and provenance.
+
+    Attributes
+    ----------
+    idata
+        Posterior (and sample stats) as ArviZ/xarray DataTree (``None`` for MAP).
+    summary
+        One row per population parameter: typical values under their own names,
+        ``omega_<name>``, ``sigma_<observation>``; mean, sd, interval, R-hat, ESS.
+    info
+        Provenance: il2pkpd version, model and data hashes, seed, sampler settings, wall time.
+    estimates
+        Point estimates (posterior means, or the MAP).
+    """
+
+    model_name: str
+    summary: object
+    info: dict
+    estimates: dict = field(default_factory=dict)
+    idata: object = None
+
+    def population_draws(self) -> dict[str, np.ndarray]:
+        """Posterior draws (chains x draws flattened) of typical values and omegas, for
+        :func:`il2pkpd.simulate` (``params=fit``)."""
+        if self.idata is None:
+            return {k: np.atleast_1d(v) for k, v in self.estimates.items() if np.ndim(v) == 0 and not k.startswith(("sigma_", "z_"))}
+        post = self.idata["posterior"]
+        out = {}
+        for name in post.data_vars:
+            if name.startswith(("sigma_", "z_", "eta_")):
+                continue
+            vals = np.asarray(post[name].values)
+            if vals.ndim == 2:
+                out[name] = vals.reshape(-1)
+        return out
+
+
+def _subjects(data, model):
+    if hasattr(data, "subject_records"):
+        data.validate(model, require_dv=True)
+        return data.subject_records(model)
+    return list(data)
+
+
+def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sampler: str = "nutpie", seed: int = 0,
+        options: SolverOptions | None = None, progressbar: bool = False) -> Fit:
+    """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
+
+    Parameters
+    ----------
+    model
+        A model (priors and IIV from its file; see :func:`build_pymc_model`).
+    data
+        Dataset (validated with DV required) or per-subject records.
+    draws, tune, chains
+        NUTS settings (ignored by ``"map"``).
+    sampler
+        ``"nutpie"``, ``"pymc"`` or ``"map"``.
+    seed
+        Random seed.
+    options
+        Solver settings for the likelihood (default rtol 1e-6, atol 1e-9).
+    """
+    import arviz as az
+    import pymc as pm
+
+    from .. import __version__
+
+    if sampler not in SAMPLERS:
+        raise OptionError(f"`sampler` must be one of {list(SAMPLERS)}, got {sampler!r}")
+    for name, v in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if int(v) != v or v < (1 if name != "tune" else 0):
+            raise OptionError(f"`{name}` must be a positive integer, got {v!r}")
+    options = options or SolverOptions(rtol=1e-6, atol=1e-9)
+    subjects = _subjects(data, model)
+    t0 = time.perf_counter()
+    pmodel = build_pymc_model(model, subjects, options=options)
+    names = estimated_parameters(model)
+    omegas = [f"omega_{p.name}" for p in model.parameters if p.name in names and p.iiv is not None and p.iiv.omega > 0]
+    sigmas = [v for v in pmodel.named_vars if v.startswith("sigma_")]
+    var_names = names + omegas + sigmas
+    info = {
+        "il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data_hash": data_hash(subjects),
+        "n_subjects": len(subjects), "seed": seed, "sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
+        "solver": {"solver": options.solver, "rtol": options.rtol, "atol": options.atol},
+    }
+    if sampler == "map":
+        from .pymc_model import fit_map
+
+        est = fit_map(model, subjects, options=options, seed=seed)
+        info["wall_time_s"] = time.perf_counter() - t0
+        import pandas as pd
+
+        summary = pd.DataFrame({"map": {k: float(est[k]) for k in var_names}})
+        return Fit(model.name, summary, info, {k: est[k] for k in est}, None)
+    with pmodel:
+        if sampler == "nutpie":
+            idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="nutpie", random_seed=seed, progressbar=progressbar,
+                              backend="jax", compile_kwargs={"gradient_backend": "jax"})
+        else:
+            idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed, progressbar=progressbar,
+                              compile_kwargs={"mode": "JAX"})
+    info["wall_time_s"] = time.perf_counter() - t0
+    summary = az.summary(idata, var_names=var_names)
+    _warn_convergence(idata, summary)
+    estimates = {k: float(summary.loc[k, "mean"]) for k in var_names}
+    info["divergences"] = int(np.asarray(idata["sample_stats"]["diverging"].values).sum()) if "sample_stats" in idata.children else 0
+    return Fit(model.name, summary, info, estimates, idata)
+
+
+def _warn_convergence(idata, summary) -> None:
+    div = int(np.asarray(idata["sample_stats"]["diverging"].values).sum()) if "sample_stats" in idata.children else 0
+    total = int(np.prod(np.asarray(idata["posterior"][next(iter(idata["posterior"].data_vars))].values).shape[:2]))
+    if div:
+        warnings.warn(f"{div} divergent transitions out of {total} draws ({100 * div / total:.1f}%): the posterior may be biased; "
+                      "reparameterise or raise target_accept", Il2pkpdWarning, stacklevel=3)
+    rhat = summary["r_hat"].astype(float)
+    if (rhat > 1.01).any():
+        worst = rhat.idxmax()
+        warnings.warn(f"R-hat above 1.01 for {list(rhat[rhat > 1.01].index)} (worst {worst}: {rhat[worst]:.3f}); run longer chains",
+                      Il2pkpdWarning, stacklevel=3)
+    ess = summary["ess_bulk"].astype(float)
+    if (ess < 400).any():
+        worst = ess.idxmin()
+        warnings.warn(f"bulk ESS below 400 for {list(ess[ess < 400].index)} (lowest {worst}: {ess[worst]:.0f}); run more draws",
+                      Il2pkpdWarning, stacklevel=3)
