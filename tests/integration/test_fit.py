@@ -75,9 +75,15 @@ def test_fit_round_trips_on_disk_and_detects_a_changed_model(nuts_fit, model, tm
 
 
 def test_simulate_takes_posterior_draws(nuts_fit, model):
-    ds = il2pkpd.simulate(model, "100 mg po once", np.array([1.0, 4.0]), params=nuts_fit, n_subjects=2, seed=0)
-    assert ds["cp"].dims == ("draw", "subject", "time") and ds.sizes["draw"] == 300
-    np.testing.assert_allclose(np.sort(ds["cl"].values[:, 0] * 0 + nuts_fit.population_draws()["cl"]), np.sort(nuts_fit.population_draws()["cl"]))
+    draws = nuts_fit.population_draws()
+    typical = il2pkpd.simulate(model, "100 mg po once", np.array([1.0, 4.0]), params=nuts_fit, n_subjects=2, iiv=False)
+    assert typical["cp"].dims == ("draw", "subject", "time") and typical.sizes["draw"] == 300
+    np.testing.assert_array_equal(typical["cl"].values[:, 0], draws["cl"])  # draw d uses posterior draw d
+    # with IIV, each draw's subjects spread by that draw's omega
+    first = {k: v[:30] for k, v in draws.items()}  # 30 draws x 200 subjects keeps the test short
+    ds = il2pkpd.simulate(model, "100 mg po once", np.array([1.0]), params=first, n_subjects=200, seed=0)
+    spread = np.std(np.log(ds["cl"].values / first["cl"][:, None]), axis=1)
+    assert np.corrcoef(spread, first["omega_cl"])[0, 1] > 0.9
 
 
 def test_bad_sampler_is_refused(model, subjects):

@@ -646,7 +646,9 @@ def _error_model(err: Mapping, w: str) -> ErrorModelSpec:
 
 
 def _validated(model: Model) -> Model:
-    SymbolicModel(model)  # raises on any problem
+    # building the symbolic form is the validation (it raises on any problem); keep it, so
+    # that `model.symbolic` does not parse and check everything a second time
+    model.__dict__["symbolic"] = SymbolicModel(model)
     return model
 
 
