@@ -216,16 +216,6 @@ class NonmemData:
         if "event" in self.columns:
             ev = self.col("event")
             cols["event"] = np.array([x if isinstance(x, str) else "" for x in ev], dtype=object)
-        for name in ("evid", "cmt", "addl", "ss", "dvid"):
-            frac = cols[name] != np.round(cols[name])  # dv, cens, event are not integers
-            if frac.any():
-                i = int(np.flatnonzero(frac)[0])
-                raise DataFormatError(f"{self._where()}column `{name.upper()}` must hold integers; row {i + 1} (subject {self._id_at(i)!r}) has {cols[name][i]!r}")
-        valid_cmts = {s.cmt for s in model.states}
-        bad_cmt = (cols["evid"] != 0) & (cols["evid"] != 3) & ~np.isin(cols["cmt"], list(valid_cmts))
-        if bad_cmt.any():
-            i = int(np.flatnonzero(bad_cmt)[0])
-            raise DataFormatError(f"{self._where()}`CMT` must be one of {sorted(valid_cmts)} for model {model.name!r}; row {i + 1} (subject {self._id_at(i)!r}) has {int(cols['cmt'][i])}")
         ids = self.table[self.columns["id"]].to_numpy()
         out = []
         for sid in self.subject_ids:

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..errors import DataFormatError, ModelSpecError
+from ..errors import DataFormatError
 from ..model import Model
-from ..simulation import _raise_failures, individual_parameters, solve_records
+from ..simulation import _param_key, _raise_failures, individual_parameters, solve_records
 from ..solve import SolverOptions
 from ..units import conversion_factor
 from .nonmem import NonmemData
@@ -64,10 +64,10 @@ def predict(
                 pass
             if data.col(val) is None:
                 raise DataFormatError(f"`--param {key}={val}`: {val!r} is neither a number nor a column of the dataset (columns: {list(data.table.columns)})")
-            tmp = NonmemData(data.table[[data.columns["id"], data.columns[val.lower()]]].rename(columns={data.columns[val.lower()]: key}), {"id": data.columns["id"], key.lower(): key}, data.source)
+            _, name = _param_key(model, key)  # raises, naming the key, if it is neither
+            idcol, col = data.columns["id"], data.columns[val.lower()]
+            tmp = NonmemData(data.table[[idcol, col]].rename(columns={col: name}), {"id": idcol, name.lower(): name}, data.source)
             p2, c2 = tmp.subject_values(model, per_row)
-            if not p2 and not c2 and key.lower() not in {k.lower() for k in per_row} and model.parameter(key).name not in per_row:
-                raise ModelSpecError(f"`--param {key}={val}`: {key!r} is not a parameter or covariate of model {model.name!r}")
             subject_params.update(p2)
             subject_params.update(c2)
         else:
