@@ -9,7 +9,7 @@ model's typical values (35 of them). Compared, at the same solver tolerances:
   (``solve_scipy``), its gradient by central finite differences over the estimated
   parameters (2P + 1 likelihood evaluations), timed on a sample of subjects and scaled.
 
-    .venv/bin/python benchmarks/bench_gradient.py [--events]
+    .venv/bin/python benchmarks/bench_gradient.py [--events] [--solver rodas4]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", action="store_true", help="include the 2-year MI follow-up")
     ap.add_argument("--scipy-sample", type=int, default=3)
+    ap.add_argument("--solver", default="tsit5", help="il2pkpd ODE solver (tsit5, rodas4, ...)")
     args = ap.parse_args()
     model = il2pkpd.load_model("ivory")
     design = designs.ivory()
@@ -47,7 +48,7 @@ def main() -> None:
     table = simulate_trial(design, model, seed=1)
     subjects = from_dataframe(table).subject_records(model)
     n = len(subjects)
-    loglik = JointLoglik(model, subjects, SolverOptions(rtol=RTOL, atol=ATOL))
+    loglik = JointLoglik(model, subjects, SolverOptions(rtol=RTOL, atol=ATOL, solver=args.solver))
     theta = jnp.tile(jnp.array([p.value for p in model.parameters]), (n, 1))
     cov = jnp.tile(jnp.array([c.value for c in model.covariates]), (n, 1))
     errors = default_error_params(model)
@@ -80,13 +81,13 @@ def main() -> None:
     result = {
         "benchmark": "gradient", "date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
         "subjects": n, "events": args.events, "observations": loglik.n_observations, "event_rows": loglik.n_events,
-        "estimated_parameters": p_est, "rtol": RTOL, "atol": ATOL,
+        "estimated_parameters": p_est, "solver": args.solver, "rtol": RTOL, "atol": ATOL,
         "jax_value_s": v_run, "jax_value_compile_s": v_first - v_run, "jax_grad_s": g_run, "jax_grad_compile_s": g_first - g_run,
         "scipy_value_s": scipy_value, "scipy_fd_grad_s": scipy_grad, "speedup_grad": scipy_grad / g_run,
     }
-    out = Path(__file__).resolve().parent / "results" / f"gradient-{'events-' if args.events else ''}{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = Path(__file__).resolve().parent / "results" / f"gradient-{args.solver}-{'events-' if args.events else ''}{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write(out, lambda p: p.write_text(json.dumps(result, indent=1)))
-    print(f"| 60-subject IVORY joint log-likelihood ({'with' if args.events else 'without'} 2-year events) | il2pkpd (JAX) | SciPy LSODA, FD gradient | ratio |")
+    print(f"| 60-subject IVORY joint log-likelihood ({'with' if args.events else 'without'} 2-year events), {args.solver} | il2pkpd (JAX) | SciPy LSODA, FD gradient | ratio |")
     print("|---|---|---|---|")
     print(f"| value | {v_run:.2f} s (+{v_first - v_run:.0f} s compile) | {scipy_value:.1f} s | {scipy_value / v_run:.1f}x |")
     print(f"| gradient ({p_est} estimated parameters) | {g_run:.2f} s (+{g_first - g_run:.0f} s compile) | {scipy_grad:.0f} s | {scipy_grad / g_run:.0f}x |")

@@ -1,5 +1,6 @@
 """The IVORY model over a year of the IVORY regimen agrees with SciPy LSODA (rtol 1e-10).
 
+Both the explicit (Tsit5) and the Rosenbrock (Rodas4) solvers are checked.
 Oracle: ``il2pkpd.solve.solve_scipy`` (SciPy ``solve_ivp`` LSODA, rtol 1e-10, atol 1e-14),
 an independent event loop. Every output must agree within relative 1e-5; values below
 0.1% of an output's largest magnitude over the year (concentrations between weekly doses,
@@ -18,14 +19,14 @@ from il2pkpd.solve import solve_scipy
 IVORY = "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"
 
 
-@pytest.fixture(scope="module")
-def both(ivory):
+@pytest.fixture(scope="module", params=["tsit5", "rodas4"])
+def both(ivory, request):
     reg = il2pkpd.parse_regimen(IVORY)
     times = np.concatenate([np.arange(0, 60, 0.25), np.arange(60, 366, 1.0)])
     theta = [p.value for p in ivory.parameters]
     cov = [c.value for c in ivory.covariates]
     ref, _ = solve_scipy(ivory, Records(reg.to_records(ivory)), theta, cov, times, method="LSODA", rtol=1e-10, atol=1e-14)
-    ds = il2pkpd.simulate(ivory, reg, times)
+    ds = il2pkpd.simulate(ivory, reg, times, solver=request.param)
     return ds, ref
 
 

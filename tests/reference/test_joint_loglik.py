@@ -62,9 +62,10 @@ def test_loglik_value_matches_scipy_on_simulated_predictions(ivory, data):
     assert float(total) == pytest.approx(want, rel=1e-8)
 
 
-def test_gradient_matches_central_finite_differences(ivory, data):
+@pytest.mark.parametrize("solver", ["tsit5", "rodas4"])
+def test_gradient_matches_central_finite_differences(ivory, data, solver):
     _, subjects = data
-    L = JointLoglik(ivory, subjects, SolverOptions(rtol=1e-10, atol=1e-14))
+    L = JointLoglik(ivory, subjects, SolverOptions(rtol=1e-10, atol=1e-14, solver=solver))
     cov = jnp.tile(jnp.array([c.value for c in ivory.covariates]), (3, 1))
     errors = default_error_params(ivory)
     names = list(ivory.parameter_names)

@@ -89,7 +89,7 @@ def _subjects(data, model):
 
 
 def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sampler: str = "nutpie", seed: int = 0,
-        options: SolverOptions | None = None, progressbar: bool = False) -> Fit:
+        options: SolverOptions | None = None, progressbar: bool = False, predictive_draws: int = 200) -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -106,6 +106,18 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         Random seed.
     options
         Solver settings for the likelihood (default rtol 1e-6, atol 1e-9).
+    progressbar
+        Show the sampler's progress.
+    predictive_draws
+        Posterior draws (evenly thinned) used for the ``log_likelihood`` (per subject) and
+        ``posterior_predictive`` groups; 0 skips them.
+
+    Returns
+    -------
+    Fit
+        ``idata`` groups: ``posterior``, ``sample_stats``, ``prior`` (population parameters),
+        ``log_likelihood`` (``subject_loglik``: leave-one-subject-out is the unit of LOO),
+        ``posterior_predictive`` (``dv`` with residual error, ``ipred``), ``observed_data``.
     """
     import arviz as az
     import pymc as pm
@@ -146,6 +158,18 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         else:
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed, progressbar=progressbar,
                               compile_kwargs={"mode": "JAX"})
+        prior = pm.sample_prior_predictive(draws=max(100, predictive_draws), var_names=var_names, random_seed=seed)
+    info["sampling_wall_time_s"] = time.perf_counter() - t0
+    groups = {name: idata[name].to_dataset() for name in idata.children}
+    groups["prior"] = prior["prior"].to_dataset()
+    if predictive_draws:
+        from .posterior import derived_groups
+
+        cov = np.tile([c.value for c in model.covariates], (len(subjects), 1)).reshape(len(subjects), len(model.covariates))
+        groups.update(derived_groups(model, pmodel.il2pkpd_loglik, groups["posterior"], cov, max_draws=predictive_draws, seed=seed))
+    import xarray as xr
+
+    idata = xr.DataTree.from_dict(groups)
     info["wall_time_s"] = time.perf_counter() - t0
     summary = az.summary(idata, var_names=var_names)
     _warn_convergence(idata, summary)

@@ -102,7 +102,10 @@ class JointLoglik:
         self._obs_out = np.array([sym.output_names.index(spec.output) for spec in model.observations], dtype=np.int32)
         self._haz_out = np.array([sym.output_names.index(f"hazard_{e}") for e in event_names], dtype=np.int32)
         self._cum_state = np.array([sym.state_names.index(f"cumhaz_{e}") for e in event_names], dtype=np.int32)
-        self._solver = make_batch_solver(model.compiled, self.options)
+        # On CPU subjects run one after another (no lockstep between subjects' adaptive
+        # steps); on an accelerator they advance together.
+        batching = "map" if jax.default_backend() == "cpu" else "vmap"
+        self._solver = make_batch_solver(model.compiled, self.options, batching=batching)
         self._fn = jax.jit(self._loglik)
 
     @property
@@ -141,6 +144,23 @@ class JointLoglik:
         per_subject = jnp.sum(ll, axis=1)
         per_subject = jnp.where(status == 0, per_subject, -jnp.inf)
         return jnp.sum(per_subject), per_subject, status
+
+    def _predict(self, theta, cov):
+        """Predictions (B, O) of each observation row's output (0 where the row is not an
+        observation) and the solver status (B,)."""
+        ev = {k: jnp.asarray(v) for k, v in self._arrays.items()}
+        outs, _, status, _ = self._solver(ev, jnp.asarray(self._ss), jnp.asarray(self._out_times), jnp.asarray(self._t_start), theta, cov)
+        out_index = jnp.asarray(self._obs_out)[jnp.asarray(self._obs_k)]
+        pred = jnp.take_along_axis(outs, out_index[:, :, None], axis=2)[:, :, 0]
+        return jnp.where(jnp.asarray(self._kind == 1), pred, 0.0), status
+
+    def observations(self) -> dict[str, np.ndarray]:
+        """The observation rows, flattened in subject then time order: ``subject`` (index),
+        ``slot`` (position among the subject's outputs), ``time``, ``dv``, ``cens``,
+        ``observation`` (index into ``model.observations``)."""
+        i, j = np.nonzero(self._kind == 1)
+        return {"subject": i, "slot": j, "time": self._out_times[i, j], "dv": self._y[i, j], "cens": self._cens[i, j].astype(int),
+                "observation": self._obs_k[i, j]}
 
     def __call__(self, theta, cov=None, error_params: Mapping | None = None):
         """Evaluate (jitted). ``theta`` (B, P) in declared units; ``cov`` (B, C) defaults to

@@ -47,8 +47,38 @@ class CompiledModel:
     outputs_numpy: Callable
 
 
+_SAFE_POW = sp.Function("safe_pow")
+
+
+def _jax_safe_pow(base, exponent):
+    # Both branches are evaluated, so the discarded one must stay finite: otherwise a
+    # NaN from 0**h or log(0) leaks into (second) derivatives through jnp.where.
+    positive = base > 0
+    safe_base = jnp.where(positive, base, 1.0)
+    return jnp.where(positive, safe_base**exponent, 0.0)
+
+
+def _numpy_safe_pow(base, exponent):
+    positive = np.asarray(base) > 0
+    safe_base = np.where(positive, base, 1.0)
+    return np.where(positive, safe_base**exponent, 0.0)
+
+
+def _with_safe_powers(expr: sp.Expr) -> sp.Expr:
+    """``a**b`` with a non-integer ``b`` -> ``safe_pow(a, b)`` (0 for ``a <= 0``).
+
+    A concentration raised to a Hill coefficient is the typical case: at a zero
+    concentration its derivative with respect to the exponent (``a**b * log a``) and its
+    second derivatives are 0 * inf = NaN under autodiff, and round-off may push a
+    concentration a hair below zero, where a real power is undefined.
+    """
+    return expr.replace(lambda e: e.is_Pow and not e.exp.is_Integer, lambda e: _SAFE_POW(e.base, e.exp))
+
+
 def _vector_fn(args: list, exprs: list[sp.Expr], module: str) -> Callable:
-    fn = sp.lambdify(args, exprs, modules=module, cse=True)
+    exprs = [_with_safe_powers(sp.sympify(e)) for e in exprs]
+    safe_pow = _jax_safe_pow if module == "jax" else _numpy_safe_pow
+    fn = sp.lambdify(args, exprs, modules=[{"safe_pow": safe_pow}, module], cse=True)
     xp = jnp if module == "jax" else np
 
     def wrapped(*a):

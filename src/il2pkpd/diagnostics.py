@@ -1,0 +1,263 @@
+"""Fit diagnostics: PSIS-LOO, goodness-of-fit tables, prediction-corrected VPC, KM-VPC.
+
+All of them work from a :class:`~il2pkpd.inference.fit.Fit` made by NUTS (``idata`` with
+``posterior``, ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` groups)
+and, for the VPCs, the model and the subjects' records to simulate new subjects with the
+fitted design. Plots are in :mod:`il2pkpd.plot`; ArviZ's own trace and rank plots apply
+directly to ``fit.idata``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import OptionError
+
+__all__ = ["loo", "gof_table", "pc_vpc", "km_vpc", "population_theta_draws"]
+
+
+def _require(fit, *groups: str) -> None:
+    idata = getattr(fit, "idata", None)
+    have = set(idata.children) if idata is not None else set()
+    missing = [g for g in groups if g not in have]
+    if missing:
+        raise OptionError(f"`fit` has no {missing} group(s) (have {sorted(have)}): fit with sampler='nutpie' or 'pymc' and predictive_draws > 0")
+
+
+def loo(fit):
+    """Leave-one-SUBJECT-out PSIS-LOO (ArviZ) from the fit's ``subject_loglik``.
+
+    Returns ArviZ's ELPD object (``elpd``, ``se``, ``p``, Pareto k per subject); k > 0.7
+    flags subjects whose removal PSIS cannot approximate (refit without them to check).
+    """
+    import warnings
+
+    import arviz as az
+
+    from .errors import Il2pkpdWarning
+
+    _require(fit, "log_likelihood")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # re-said below, with what it means here
+        result = az.loo(fit.idata, var_name="subject_loglik", pointwise=True)
+    k = np.asarray(result.pareto_k)
+    bad = int(np.sum(k > 0.7))
+    if bad:
+        warnings.warn(
+            f"PSIS-LOO: Pareto k > 0.7 for {bad} of {k.size} subjects (max {k.max():.2f}). The log-likelihood is conditional on "
+            "each subject's own random effects, so leaving a subject out changes the posterior a lot; treat the ELPD as "
+            "approximate and check those subjects by refitting without them (K-fold by subject).", Il2pkpdWarning, stacklevel=2)
+    return result
+
+
+def gof_table(fit, model, subjects):
+    """One row per observation: DV, PRED, IPRED and residuals (a pandas DataFrame).
+
+    * PRED: the model at the posterior-mean typical values with random effects 0;
+    * IPRED: posterior mean of the individual prediction;
+    * IRES = DV - IPRED; CRES = (DV - E[y_rep]) / SD[y_rep], the conditional residual from
+      the posterior predictive distribution (the Bayesian counterpart of NONMEM's CWRES:
+      ~N(0, 1) when the model fits).
+    """
+    import jax.numpy as jnp
+    import pandas as pd
+
+    from .likelihood import JointLoglik
+
+    _require(fit, "posterior_predictive", "observed_data")
+    pp, obs = fit.idata["posterior_predictive"].to_dataset(), fit.idata["observed_data"].to_dataset()
+    loglik = JointLoglik(model, list(subjects))
+    if loglik.observations()["dv"].size != obs.sizes["obs"]:
+        raise OptionError(f"`subjects` have {loglik.observations()['dv'].size} observations, the fit {obs.sizes['obs']}: pass the records the fit used")
+    typical = np.array([float(fit.estimates.get(p.name, p.value)) for p in model.parameters])
+    n = len(subjects)
+    cov = np.tile([c.value for c in model.covariates], (n, 1)).reshape(n, len(model.covariates))
+    pred_all, _ = loglik._predict(jnp.tile(jnp.asarray(typical), (n, 1)), jnp.asarray(cov))
+    o = loglik.observations()
+    pred = np.asarray(pred_all)[o["subject"], o["slot"]]
+    yrep = np.asarray(pp["dv"].values).reshape(-1, obs.sizes["obs"])
+    ipred = np.asarray(pp["ipred"].values).reshape(-1, obs.sizes["obs"]).mean(axis=0)
+    dv = np.asarray(obs["dv"].values)
+    sd = yrep.std(axis=0)
+    return pd.DataFrame({
+        "subject": obs["obs_subject"].values, "time": obs["obs_time"].values, "observation": obs["obs_name"].values,
+        "dv": dv, "cens": obs["cens"].values, "pred": pred, "ipred": ipred, "ires": dv - ipred,
+        "cres": np.where(sd > 0, (dv - yrep.mean(axis=0)) / np.where(sd > 0, sd, 1.0), np.nan),
+    })
+
+
+def population_theta_draws(fit, model, n_subjects: int, n_rep: int, seed: int = 0) -> np.ndarray:
+    """(n_rep, n_subjects, P) parameters of NEW subjects: typical values and omegas from
+    posterior draws, fresh random effects (for VPCs and predictive checks)."""
+    rng = np.random.default_rng(seed)
+    draws = fit.population_draws()
+    n_draws = len(next(iter(draws.values()))) if draws else 1
+    pick = rng.integers(0, n_draws, n_rep)
+    out = np.empty((n_rep, n_subjects, len(model.parameters)))
+    for j, p in enumerate(model.parameters):
+        pop = draws[p.name][pick] if p.name in draws else np.full(n_rep, p.value)
+        om_name = f"omega_{p.name}"
+        omega = draws[om_name][pick] if om_name in draws else np.full(n_rep, p.iiv.omega if p.iiv is not None else 0.0)
+        eta = omega[:, None] * rng.standard_normal((n_rep, n_subjects))
+        kind = p.iiv.kind if p.iiv is not None else "none"
+        pop = pop[:, None]
+        if kind == "lognormal":
+            out[..., j] = pop * np.exp(eta)
+        elif kind == "normal":
+            out[..., j] = pop + eta
+        elif kind == "logit":
+            q = np.clip(pop, 1e-12, 1 - 1e-12)
+            out[..., j] = 1 / (1 + np.exp(-(np.log(q / (1 - q)) + eta)))
+        else:
+            out[..., j] = np.broadcast_to(pop, (n_rep, n_subjects))
+    return out
+
+
+def pc_vpc(fit, model, subjects, observation: str, *, n_rep: int = 100, bins: int | Sequence[float] = 8,
+           quantiles: tuple[float, float, float] = (0.05, 0.5, 0.95), seed: int = 0):
+    """Prediction-corrected VPC (Bergstrand et al. 2011) for one continuous observation.
+
+    ``n_rep`` replicate trials of the fitted design are simulated with new subjects
+    (posterior population parameters, fresh random effects, residual error). In each time
+    bin, observed and simulated values are prediction-corrected, ``pcY = Y * PRED_bin / PRED``
+    (PRED: population prediction, bin median), and the observed 5/50/95% quantiles are set
+    against the 95% interval of the same quantiles over the replicates.
+
+    Returns a DataFrame per bin: bin edges and mid time, observed quantiles ``obs_q05`` ...,
+    and for each quantile the simulated 2.5/50/97.5% (``sim_q05_lo``, ``sim_q05_med``, ...),
+    plus ``outside``: the observed quantile falls outside its simulated 95% interval.
+    """
+    import jax.numpy as jnp
+    import pandas as pd
+
+    from .likelihood import JointLoglik, residual_sd
+
+    names = [o.name for o in model.observations]
+    if observation not in names:
+        raise OptionError(f"`observation` must be one of {names}, got {observation!r}")
+    spec = model.observations[names.index(observation)]
+    loglik = JointLoglik(model, list(subjects))
+    o = loglik.observations()
+    sel = o["observation"] == names.index(observation)
+    sel &= o["cens"] == 0
+    if sel.sum() < 3:
+        raise OptionError(f"observation {observation!r} has {int(sel.sum())} uncensored rows; a VPC needs at least 3")
+    n = len(subjects)
+    cov = jnp.asarray(np.tile([c.value for c in model.covariates], (n, 1)).reshape(n, len(model.covariates)))
+    typical = np.array([float(fit.estimates.get(p.name, p.value)) for p in model.parameters])
+    pred_pop = np.asarray(loglik._predict(jnp.tile(jnp.asarray(typical), (n, 1)), cov)[0])[o["subject"], o["slot"]][sel]
+    times, dv = o["time"][sel], o["dv"][sel]
+    edges = np.quantile(times, np.linspace(0, 1, bins + 1)) if isinstance(bins, int) else np.asarray(bins, dtype=float)
+    edges = np.unique(edges)
+    which = np.clip(np.searchsorted(edges, times, side="right") - 1, 0, len(edges) - 2)
+    pred_bin = np.array([np.median(pred_pop[which == b]) if np.any(which == b) else np.nan for b in range(len(edges) - 1)])
+    correction = np.where(pred_pop != 0, pred_bin[which] / np.where(pred_pop != 0, pred_pop, 1.0), 1.0)
+    thetas = population_theta_draws(fit, model, n, n_rep, seed)
+    errors = {k: {kk: float(v) for kk, v in d.items()} for k, d in _error_estimates(fit, model).items()}
+    rng = np.random.default_rng(seed + 1)
+    sim_q = np.full((n_rep, len(edges) - 1, len(quantiles)), np.nan)
+    for r in range(n_rep):
+        f = np.asarray(loglik._predict(jnp.asarray(thetas[r]), cov)[0])[o["subject"], o["slot"]][sel]
+        sd = np.asarray(residual_sd(jnp.asarray(f), spec.error.model, **errors[observation]))
+        eps = rng.standard_normal(f.size)
+        y = f * np.exp(sd * eps) if spec.error.model == "lognormal" else f + sd * eps
+        y = y * correction
+        for b in range(len(edges) - 1):
+            if np.any(which == b):
+                sim_q[r, b] = np.quantile(y[which == b], quantiles)
+    rows = []
+    pc_dv = dv * correction
+    for b in range(len(edges) - 1):
+        inb = which == b
+        if not inb.any():
+            continue
+        row = {"bin_lo": edges[b], "bin_hi": edges[b + 1], "time": float(np.median(times[inb])), "n": int(inb.sum())}
+        outside = False
+        for qi, q in enumerate(quantiles):
+            tag = f"q{round(100 * q):02d}"
+            obs_q = float(np.quantile(pc_dv[inb], q))
+            lo, med, hi = np.nanquantile(sim_q[:, b, qi], [0.025, 0.5, 0.975])
+            row.update({f"obs_{tag}": obs_q, f"sim_{tag}_lo": lo, f"sim_{tag}_med": med, f"sim_{tag}_hi": hi})
+            outside |= not (lo <= obs_q <= hi)
+        row["outside"] = outside
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _error_estimates(fit, model) -> dict:
+    from .likelihood import default_error_params
+
+    out = {}
+    for name, params in default_error_params(model).items():
+        out[name] = {}
+        for key, value in params.items():
+            var = f"sigma_{name}" if len(params) == 1 else f"sigma_{name}_{key}"
+            out[name][key] = float(fit.estimates.get(var, value))
+    return out
+
+
+def km_vpc(fit, model, subjects, event: str, *, n_rep: int = 100, grid: Sequence[float] | None = None, seed: int = 0):
+    """Kaplan-Meier VPC for a time-to-event endpoint.
+
+    Observed: the Kaplan-Meier estimate from the subjects' event rows (DV 1 event, 0
+    censored). Simulated: ``n_rep`` replicate trials of new subjects; each subject's event
+    time is drawn by inverting its cumulative hazard (``U ~ U(0,1)``, event when
+    ``H(t) >= -log U``) and censored at its observed follow-up, and the KM curves' 2.5/50/97.5%
+    bands are returned on ``grid``.
+
+    Returns a DataFrame: ``time``, ``observed`` KM, ``sim_lo``, ``sim_med``, ``sim_hi``.
+    """
+    import pandas as pd
+
+    from .simulation import simulate
+
+    names = [e.name for e in model.events]
+    if event not in names:
+        raise OptionError(f"`event` must be one of {names}, got {event!r}")
+    obs_t, obs_d = [], []
+    for recs in subjects:
+        rows = [r for r in recs if r.evid == 0 and r.event == event]
+        if rows:
+            obs_t.append(rows[-1].time)
+            obs_d.append(rows[-1].dv)
+    if not obs_t:
+        raise OptionError(f"no {event!r} event rows in `subjects`")
+    obs_t, obs_d = np.asarray(obs_t), np.asarray(obs_d)
+    grid = np.linspace(0.0, obs_t.max(), 50) if grid is None else np.asarray(grid, dtype=float)
+    observed = _kaplan_meier(obs_t, obs_d, grid)
+    with_event = [recs for recs in subjects if any(r.evid == 0 and r.event == event for r in recs)]
+    n = len(with_event)
+    thetas = population_theta_draws(fit, model, n, n_rep, seed)
+    rng = np.random.default_rng(seed + 2)
+    from .dosing import Record, Records
+
+    curves = np.empty((n_rep, grid.size))
+    fine = np.union1d(grid, np.linspace(0.0, obs_t.max(), 400))
+    dose_only = [Records([r for r in recs if r.evid != 0 and r.evid != 2] or [Record(time=0.0, evid=2)], subject=recs.subject) for recs in with_event]
+    for r in range(n_rep):
+        table = {p.name: thetas[r, :, j] for j, p in enumerate(model.parameters)}
+        ds = simulate(model, dose_only, fine, subject_params=table)
+        cum = np.asarray(ds[f"cumhaz_{event}"].values)
+        u = rng.random(n)
+        t_sim = np.empty(n)
+        d_sim = np.empty(n)
+        for i in range(n):
+            hit = np.nonzero(cum[i] >= -np.log(u[i]))[0]
+            t_event = fine[hit[0]] if hit.size else np.inf
+            t_sim[i], d_sim[i] = (t_event, 1.0) if t_event <= obs_t[i] else (obs_t[i], 0.0)
+        curves[r] = _kaplan_meier(t_sim, d_sim, grid)
+    lo, med, hi = np.quantile(curves, [0.025, 0.5, 0.975], axis=0)
+    return pd.DataFrame({"time": grid, "observed": observed, "sim_lo": lo, "sim_med": med, "sim_hi": hi})
+
+
+def _kaplan_meier(times: np.ndarray, events: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Kaplan-Meier survival at ``grid`` (events at a tie come before censorings)."""
+    order = np.lexsort((-events, times))
+    t, d = times[order], events[order]
+    at_risk = len(t) - np.arange(len(t))
+    factors = np.where(d == 1, 1.0 - 1.0 / at_risk, 1.0)
+    surv = np.cumprod(factors)
+    idx = np.searchsorted(t, grid, side="right") - 1
+    return np.where(idx >= 0, surv[np.maximum(idx, 0)], 1.0)
