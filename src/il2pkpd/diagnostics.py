@@ -39,6 +39,11 @@ def loo(fit):
     from .errors import Il2pkpdWarning
 
     _require(fit, "log_likelihood")
+    ll = fit.idata["log_likelihood"]["subject_loglik"]
+    n_draws = ll.sizes["chain"] * ll.sizes["draw"]
+    if n_draws < 100:
+        raise OptionError(f"PSIS-LOO needs at least 100 posterior draws in the log_likelihood group, the fit has {n_draws}: "
+                          "fit with more draws (or predictive_draws)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # re-said below, with what it means here
         result = az.loo(fit.idata, var_name="subject_loglik", pointwise=True)

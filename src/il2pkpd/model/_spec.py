@@ -271,6 +271,12 @@ class Model:
             new[p.name] = replace(p, value=float(val))
         return self.replace(parameters=tuple(new[p.name] for p in self.parameters))
 
+    def estimate_only(self, *names: str) -> Model:
+        """A new model in which every parameter except ``names`` (names or labels) is
+        ``fixed`` at its value: fits then estimate only those (and their IIV)."""
+        keep = {self.parameter(n).name for n in names}
+        return self.replace(parameters=tuple(replace(p, fixed=p.name not in keep) for p in self.parameters))
+
     @cached_property
     def symbolic(self) -> SymbolicModel:
         return SymbolicModel(self)
