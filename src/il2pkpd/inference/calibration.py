@@ -35,7 +35,7 @@ from ..likelihood import VirtualPopulation, loglik_count, loglik_dose_for_target
 from ..solve import SolverOptions
 from .priors import from_unconstrained, prior_logpdf, to_unconstrained
 
-__all__ = ["CalibrationTarget", "PublishedCalibration", "calibrate_published", "IVORY_REGIMEN"]
+__all__ = ["CalibrationTarget", "PublishedCalibration", "calibrate_published", "published_checks", "IVORY_REGIMEN"]
 
 IVORY_REGIMEN = "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"
 _EPS = 0.05  # relative dose step for dose-response slopes (central difference)
@@ -345,3 +345,64 @@ def _prior_draws(params, n: int, rng) -> np.ndarray:
             x = rng.uniform(lo, hi, n)
         cols.append(x)
     return np.stack(cols, axis=1)
+
+
+def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = None, seed: int = 0):
+    """Posterior predictive checks of a fit against the published targets (a DataFrame).
+
+    For ``draws`` posterior draws (evenly thinned) the virtual population is solved and each
+    target's summary computed; the replicated published number adds the reporting noise
+    the likelihood assumes (normal with the reported SE, binomial counts, the delta-method
+    response SE for dose-for-target results). Columns: target, reported, model median and
+    5/95%, replicated 5/95%, ``inside`` (reported value within the replicated 90% interval).
+    """
+    import pandas as pd
+
+    n_virtual = n_virtual or int(fit.info.get("n_virtual", 32))
+    cal = PublishedCalibration(model, n_virtual=n_virtual, seed=int(fit.info.get("seed", 0)))
+    post = fit.population_draws()
+    total = len(next(iter(post.values())))
+    pick = np.unique(np.linspace(0, total - 1, min(draws, total)).round().astype(int))
+    base = np.array([p.value for p in model.parameters])
+    predict = jax.jit(cal.predictions)
+    preds = []
+    for d in pick:
+        theta = base.copy()
+        for j, p in enumerate(model.parameters):
+            if p.name in post:
+                theta[j] = post[p.name][d]
+        preds.append({k: float(v) for k, v in predict(jnp.asarray(theta)).items()})
+    r = cal.rows
+    rng = np.random.default_rng(seed)
+    lil, dil, diff = r["lilacs_ed75"], r["dilt1d_ed10"], r["ivory_tbr_diff_index"]
+    spec = {  # target -> (reported, model value fn, replicate fn, unit)
+        "ivory_tbr0_placebo": (float(r["ivory_tbr0_placebo"].value), lambda p: p["ivory_tbr0_placebo"],
+                               lambda p: p["ivory_tbr0_placebo"] + rng.normal() * float(r["ivory_tbr0_sd_placebo"].value) / math.sqrt(float(r["ivory_tbr0_placebo"].n)), "TBR"),
+        "ivory_tbr_diff_index": (float(diff.value), lambda p: p["ivory_tbr_diff_index"],
+                                 lambda p: p["ivory_tbr_diff_index"] + rng.normal() * se_from_ci(float(diff.lower), float(diff.upper)), "TBR"),
+        "finale_mi_2y_il2_count": (float(r["finale_mi_2y_il2_count"].value), lambda p: p["finale_mi_2y_il2_count"] * float(r["finale_mi_2y_il2_count"].n),
+                                   lambda p: rng.binomial(int(r["finale_mi_2y_il2_count"].n), min(max(p["finale_mi_2y_il2_count"], 0.0), 1.0)), "events"),
+        "finale_mi_2y_placebo_count": (float(r["finale_mi_2y_placebo_count"].value),
+                                       lambda p: p["finale_mi_2y_placebo_count"] * float(r["finale_mi_2y_placebo_count"].n),
+                                       lambda p: rng.binomial(int(r["finale_mi_2y_placebo_count"].n), min(max(p["finale_mi_2y_placebo_count"], 0.0), 1.0)), "events"),
+        "lilacs_ed75": (75.0, lambda p: p["lilacs_ed75"],
+                        lambda p: p["lilacs_ed75"] + rng.normal() * abs(p["lilacs_ed75_slope"]) * se_from_ci(float(lil.lower), float(lil.upper)),
+                        f"% Treg increase at {float(lil.value):g} MIU"),
+        "dilt1d_ed10": (10.0, lambda p: p["dilt1d_ed10"],
+                        lambda p: p["dilt1d_ed10"] + rng.normal() * abs(p["dilt1d_ed10_slope"]) * float(r["dilt1d_ed10_se"].value),
+                        f"% max Treg increase at {float(dil.value):g} MIU/m2"),
+        "dilfreq_treg_ss": (float(r["dilfreq_treg_ss"].value), lambda p: p["dilfreq_treg_ss"],
+                            lambda p: p["dilfreq_treg_ss"] + rng.normal() * 0.25 * float(r["dilfreq_treg_ss"].value), "% Treg increase"),
+        "dilfreq_cd25_ss": (float(r["dilfreq_cd25_ss"].value), lambda p: p["dilfreq_cd25_ss"],
+                            lambda p: p["dilfreq_cd25_ss"] + rng.normal() * 0.25 * float(r["dilfreq_cd25_ss"].value), "% CD25 increase"),
+    }
+    rows = []
+    for target, (reported, value, replicate, unit) in spec.items():
+        model_vals = np.array([value(p) for p in preds])
+        reps = np.array([replicate(p) for p in preds])
+        q5, q95 = np.quantile(reps, [0.05, 0.95])
+        rows.append({"target": target, "unit": unit, "reported": reported, "model_median": float(np.median(model_vals)),
+                     "model_q05": float(np.quantile(model_vals, 0.05)), "model_q95": float(np.quantile(model_vals, 0.95)),
+                     "replicated_q05": float(q5), "replicated_q95": float(q95), "inside": bool(q5 <= reported <= q95),
+                     "source": str(r[target].source) if target in r else ""})
+    return pd.DataFrame(rows)
