@@ -271,8 +271,15 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     n_prop = int(draws)
     u_draws = np.atleast_2d(proposal.rvs(size=n_prop))
     say(f"importance sampling: {n_prop} proposals")
+    # in chunks, so that a long run reports progress (one call over all proposals said nothing for 50+ minutes)
     logp_batch = jax.jit(lambda us: jax.lax.map(cal._log_posterior, us))
-    log_p = np.asarray(logp_batch(jnp.asarray(u_draws)))
+    chunk = 50
+    log_p = np.empty(n_prop)
+    for start in range(0, n_prop, chunk):
+        part = u_draws[start:start + chunk]
+        pad = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)]) if len(part) < chunk else part
+        log_p[start:start + len(part)] = np.asarray(logp_batch(jnp.asarray(pad)))[: len(part)]
+        say(f"importance sampling: {start + len(part)}/{n_prop} proposals evaluated")
     log_w = log_p - proposal.logpdf(u_draws)
     from arviz_stats.base.array import array_stats
 
