@@ -96,6 +96,8 @@ def gof_table(fit, model, subjects):
 def population_theta_draws(fit, model, n_subjects: int, n_rep: int, seed: int = 0) -> np.ndarray:
     """(n_rep, n_subjects, P) parameters of NEW subjects: typical values and omegas from
     posterior draws, fresh random effects (for VPCs and predictive checks)."""
+    from .inference.posterior import apply_iiv
+
     rng = np.random.default_rng(seed)
     draws = fit.population_draws()
     n_draws = len(next(iter(draws.values()))) if draws else 1
@@ -106,17 +108,7 @@ def population_theta_draws(fit, model, n_subjects: int, n_rep: int, seed: int = 
         om_name = f"omega_{p.name}"
         omega = draws[om_name][pick] if om_name in draws else np.full(n_rep, p.iiv.omega if p.iiv is not None else 0.0)
         eta = omega[:, None] * rng.standard_normal((n_rep, n_subjects))
-        kind = p.iiv.kind if p.iiv is not None else "none"
-        pop = pop[:, None]
-        if kind == "lognormal":
-            out[..., j] = pop * np.exp(eta)
-        elif kind == "normal":
-            out[..., j] = pop + eta
-        elif kind == "logit":
-            q = np.clip(pop, 1e-12, 1 - 1e-12)
-            out[..., j] = 1 / (1 + np.exp(-(np.log(q / (1 - q)) + eta)))
-        else:
-            out[..., j] = np.broadcast_to(pop, (n_rep, n_subjects))
+        out[..., j] = apply_iiv(p.iiv.kind if p.iiv is not None else "none", pop[:, None], eta)
     return out
 
 

@@ -10,7 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["individual_theta_draws", "error_param_draws", "derived_groups", "thin_indices"]
+__all__ = ["apply_iiv", "individual_theta_draws", "error_param_draws", "derived_groups", "thin_indices"]
+
+
+def apply_iiv(kind: str, pop, eta):
+    """Individual value from a population value and a random effect (NumPy, broadcasting):
+    lognormal ``pop exp(eta)``, normal ``pop + eta``, logit ``sigmoid(logit pop + eta)``;
+    any other kind (no IIV) gives ``pop``."""
+    if kind == "lognormal":
+        return pop * np.exp(eta)
+    if kind == "normal":
+        return pop + eta
+    if kind == "logit":
+        q = np.clip(pop, 1e-12, 1 - 1e-12)
+        return 1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + eta)))
+    return np.broadcast_to(pop, np.broadcast_shapes(np.shape(pop), np.shape(eta)))
 
 
 def thin_indices(n_chains: int, n_draws: int, max_total: int) -> np.ndarray:
@@ -29,16 +43,7 @@ def individual_theta_draws(model, posterior, n_subjects: int) -> np.ndarray:
         pop = np.asarray(posterior[p.name].values)[:, :, None] if p.name in posterior else np.full((c, d, 1), p.value)
         eta_name = f"eta_{p.name}"
         eta = np.asarray(posterior[eta_name].values) if eta_name in posterior else np.zeros((c, d, n_subjects))
-        kind = p.iiv.kind if p.iiv is not None else "none"
-        if kind == "lognormal":
-            out[..., j] = pop * np.exp(eta)
-        elif kind == "normal":
-            out[..., j] = pop + eta
-        elif kind == "logit":
-            q = np.clip(pop, 1e-12, 1 - 1e-12)
-            out[..., j] = 1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + eta)))
-        else:
-            out[..., j] = np.broadcast_to(pop, (c, d, n_subjects))
+        out[..., j] = apply_iiv(p.iiv.kind if p.iiv is not None else "none", pop, eta)
     return out
 
 
