@@ -31,7 +31,10 @@ def fit(ivory):
 
 
 def test_fit_is_complete_and_honest_about_its_method(fit):
-    assert fit.info["model"] == "ivory" and "importance sampling" in fit.info["method"]
+    assert fit.info["model"] == "ivory" and "Laplace" in fit.info["method"]
+    assert fit.info["approximation"] in ("importance", "laplace")
+    if fit.info["approximation"] == "importance":  # the correction is used only when its diagnostic allows
+        assert fit.info["pareto_khat"] < 0.7
     assert {"posterior", "prior", "sample_stats"} <= set(fit.idata.children)
     s = fit.summary
     assert {"prior_mean", "prior_sd", "mean", "sd", "q5", "q95", "informed"} <= set(s.columns)

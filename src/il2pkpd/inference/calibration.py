@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import ModelSpecError, OptionError
+from ..errors import Il2pkpdWarning, ModelSpecError, OptionError
 from ..likelihood import VirtualPopulation, loglik_count, loglik_dose_for_target, loglik_summary, se_from_ci
 from ..solve import SolverOptions
 from .priors import from_unconstrained, prior_logpdf, to_unconstrained
@@ -231,7 +232,7 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     import pandas as pd
     import xarray as xr
     from scipy.optimize import minimize
-    from scipy.stats import multivariate_t
+    from scipy.stats import multivariate_normal
 
     from .. import __version__
     from .fit import Fit, model_hash
@@ -255,7 +256,10 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     say(f"mode: L-BFGS over {k} parameters")
     opt = minimize(neg, u0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
     u_map = opt.x
-    say(f"mode found ({opt.nit} iterations, log posterior {-opt.fun:.2f}); Hessian by central differences")
+    say(f"mode found ({opt.nit} iterations, log posterior {-opt.fun:.2f})")
+    at_mode = cal.predictions(cal.theta(jnp.asarray(u_map))[0])
+    say("predictions at the mode: " + ", ".join(f"{kk} {float(vv):.4g}" for kk, vv in at_mode.items()))
+    say("Hessian by central differences of the gradient")
     h = 1e-3
     hess = np.zeros((k, k))
     for i in range(k):
@@ -264,12 +268,16 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         hess[i] = (neg(u_map + e)[1] - neg(u_map - e)[1]) / (2 * h)
     hess = 0.5 * (hess + hess.T)
     w, v = np.linalg.eigh(hess)
+    n_flat = int(np.sum(w < 1e-2))
     w = np.maximum(w, 1e-2)  # a non-positive direction gets a wide (sd <= 10) proposal
     cov = (v / w) @ v.T
     rng = np.random.default_rng(seed)
-    proposal = multivariate_t(loc=u_map, shape=cov, df=7, seed=rng)
+    # The Laplace normal is both the fallback posterior and the importance proposal. (A
+    # Student-t(7) proposal was tried first: its heavy tails sent proposals where the
+    # two-year solve fails, and one draw carried all the weight.)
+    proposal = multivariate_normal(mean=u_map, cov=cov, allow_singular=True)
     n_prop = int(draws)
-    u_draws = np.atleast_2d(proposal.rvs(size=n_prop))
+    u_draws = np.atleast_2d(proposal.rvs(size=n_prop, random_state=rng))
     say(f"importance sampling: {n_prop} proposals")
     # in chunks, so that a long run reports progress (one call over all proposals said nothing for 50+ minutes)
     logp_batch = jax.jit(lambda us: jax.lax.map(cal._log_posterior, us))
@@ -281,26 +289,24 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         log_p[start:start + len(part)] = np.asarray(logp_batch(jnp.asarray(pad)))[: len(part)]
         say(f"importance sampling: {start + len(part)}/{n_prop} proposals evaluated")
     log_w = log_p - proposal.logpdf(u_draws)
-    from arviz_stats.base.array import array_stats
-
     finite = np.isfinite(log_w)
-    lw = np.full_like(log_w, -np.inf)
-    smoothed, khat = array_stats.psislw(log_w[finite] - np.max(log_w[finite]))
-    lw[finite] = smoothed
-    weights = np.exp(lw - np.max(lw))
-    weights /= weights.sum()
-    ess = 1.0 / np.sum(weights**2)
-    # systematic resampling: equally weighted draws for simulate()
-    positions = (rng.random() + np.arange(n_prop)) / n_prop
-    idx = np.minimum(np.searchsorted(np.cumsum(weights), positions), n_prop - 1)
+    n_failed = int(n_prop - finite.sum())
+    idx, khat, ess, method = _importance_resample(log_w, finite, rng)
+    if method == "laplace":
+        warnings.warn(
+            f"published calibration: importance sampling could not correct the Laplace approximation "
+            f"(Pareto k-hat {khat:.2f}, needs < 0.7; importance ESS {ess:.1f}); the stored draws are the "
+            f"Laplace normal around the mode ({n_failed} of {n_prop} proposals that failed to solve dropped)",
+            Il2pkpdWarning, stacklevel=2)
     thetas = np.array([np.asarray(cal.theta(jnp.asarray(u))[0]) for u in u_draws[idx]])
     prior_x = _prior_draws(cal.estimated, n_prop, rng)
     post = {name: (("chain", "draw"), thetas[None, :, cal._index[i]]) for i, name in enumerate(names)}
-    posterior = xr.Dataset(post, coords={"chain": [0], "draw": np.arange(n_prop)})
+    n_keep = len(idx)
+    posterior = xr.Dataset(post, coords={"chain": [0], "draw": np.arange(n_keep)})
     prior = xr.Dataset({name: (("chain", "draw"), prior_x[None, :, i]) for i, name in enumerate(names)},
                        coords={"chain": [0], "draw": np.arange(n_prop)})
-    stats = xr.Dataset({"log_weight": (("chain", "draw"), log_w[None, :]), "proposal_index": (("chain", "draw"), idx[None, :])},
-                       coords={"chain": [0], "draw": np.arange(n_prop)})
+    stats = xr.Dataset({"log_weight": (("chain", "draw"), log_w[None, idx]), "proposal_index": (("chain", "draw"), idx[None, :])},
+                       coords={"chain": [0], "draw": np.arange(n_keep)})
     idata = xr.DataTree.from_dict({"posterior": posterior, "prior": prior, "sample_stats": stats})
     rows = []
     for i, p in enumerate(cal.estimated):
@@ -314,15 +320,48 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     pred_map = {kk: float(vv) for kk, vv in cal.predictions(theta_map).items()}
     info = {
         "il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data": "il2pkpd.datasets.published()",
-        "method": "mode + Laplace (unconstrained) + Pareto-smoothed importance sampling (Student-t 7 proposal)",
+        "method": ("mode + Laplace (unconstrained) + Pareto-smoothed importance resampling" if method == "importance"
+                   else "mode + Laplace (unconstrained) normal draws; importance correction failed its k-hat check"),
+        "approximation": method, "proposals_failed_to_solve": n_failed, "hessian_flat_directions": n_flat,
         "n_virtual": n_virtual, "seed": seed, "draws": n_prop, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
-        "log_posterior_mode": float(-opt.fun), "pareto_khat": float(khat), "importance_ess": float(ess),
+        "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat), "importance_ess": float(ess),
         "targets": [t.__dict__ for t in cal.targets], "predictions_at_mode": pred_map,
         "solver": {"solver": cal.options.solver, "rtol": cal.options.rtol, "atol": cal.options.atol},
         "wall_time_s": time.perf_counter() - t_start,
     }
     estimates = {name: float(summary.loc[name, "mean"]) for name in names}
     return Fit(model.name, summary, info, estimates, idata)
+
+
+def _importance_resample(log_w: np.ndarray, finite: np.ndarray, rng) -> tuple[np.ndarray, float, float, str]:
+    """Pareto-smoothed importance resampling, or the proposal itself when k-hat says no.
+
+    Returns (indices of the kept draws, k-hat, importance ESS, "importance" | "laplace").
+    Draws whose log density is not finite (failed solves) are never kept: they lie outside
+    the region where the model can be evaluated.
+    """
+    from arviz_stats.base.array import array_stats
+
+    n = len(log_w)
+    kept = np.flatnonzero(finite)
+    if len(kept) < 10:
+        raise OptionError(f"published calibration: only {len(kept)} of {n} proposals could be solved; "
+                          "the Laplace approximation is unusable (check the mode)")
+    lw = np.full_like(log_w, -np.inf)
+    if np.ptp(log_w[kept]) < 1e-12:  # equal weights (proposal = target): nothing to smooth, k-hat undefined -> 0
+        smoothed, khat = np.zeros(len(kept)), 0.0
+    else:
+        # arviz_stats takes -log(ratio) (its LOO input is the log-likelihood) and negates it back
+        smoothed, khat = array_stats.psislw(-(log_w[kept] - np.max(log_w[kept])))
+    lw[kept] = smoothed
+    weights = np.exp(lw - np.max(lw))
+    weights /= weights.sum()
+    ess = float(1.0 / np.sum(weights**2))
+    khat = float(khat)
+    if np.isfinite(khat) and khat < 0.7:
+        positions = (rng.random() + np.arange(n)) / n  # systematic resampling: equally weighted draws
+        return np.minimum(np.searchsorted(np.cumsum(weights), positions), n - 1), khat, ess, "importance"
+    return kept, khat, ess, "laplace"
 
 
 def _prior_draws(params, n: int, rng) -> np.ndarray:

@@ -1,0 +1,54 @@
+"""The importance-resampling step of the published calibration, on targets with closed forms.
+
+Target N(0, 1) with a normal proposal N(0, s^2): the weight ratio is bounded when s > 1
+(Pareto k-hat small, resampled draws recover mean 0 and sd 1) and has infinite variance when
+s < 1/sqrt(2) (k-hat > 0.7 in theory: k = 1 - s^2 ... > 0.5; at s = 0.3, k ~ 0.9), where
+the step must refuse to correct and keep the proposal draws instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from il2pkpd.errors import OptionError
+from il2pkpd.inference.calibration import _importance_resample
+
+
+def _weights(scale: float, n: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, scale, n)
+    return x, stats.norm.logpdf(x) - stats.norm.logpdf(x, scale=scale)
+
+
+def test_equal_weights_keep_every_draw_once():
+    log_w = np.zeros(200)
+    idx, khat, ess, method = _importance_resample(log_w, np.isfinite(log_w), np.random.default_rng(0))
+    assert method == "importance" and khat == 0.0
+    assert ess == pytest.approx(200.0)  # ESS = n for equal weights
+    np.testing.assert_array_equal(np.sort(idx), np.arange(200))
+
+
+def test_wide_proposal_is_corrected_to_the_target():
+    x, log_w = _weights(1.6, 4000)
+    idx, khat, ess, method = _importance_resample(log_w, np.isfinite(log_w), np.random.default_rng(0))
+    assert method == "importance" and khat < 0.5
+    # resampled draws follow N(0, 1): Monte Carlo error of the mean ~ 1/sqrt(ESS)
+    assert abs(np.mean(x[idx])) < 4.0 / np.sqrt(ess)
+    assert np.std(x[idx]) == pytest.approx(1.0, abs=0.08)
+
+
+def test_narrow_proposal_is_refused_and_failed_solves_dropped():
+    x, log_w = _weights(0.3, 2000)
+    log_w[:7] = -np.inf  # proposals whose solve failed
+    idx, khat, _, method = _importance_resample(log_w, np.isfinite(log_w), np.random.default_rng(0))
+    assert method == "laplace" and not (khat < 0.7)
+    np.testing.assert_array_equal(idx, np.arange(7, 2000))
+
+
+def test_too_few_solvable_proposals_is_an_error():
+    log_w = np.full(50, -np.inf)
+    log_w[:3] = 0.0
+    with pytest.raises(OptionError, match="only 3 of 50 proposals"):
+        _importance_resample(log_w, np.isfinite(log_w), np.random.default_rng(0))
