@@ -38,6 +38,9 @@ _LAZY = {
     "datasets": ("il2pkpd.datasets", None),
     "SolverOptions": ("il2pkpd.solve", "SolverOptions"),
     "SolveStatus": ("il2pkpd.solve", "SolveStatus"),
+    "sweep": ("il2pkpd.io.sweep_run", "sweep"),
+    "read_sweep": ("il2pkpd.io.sweep_run", "read_sweep"),
+    "SweepDesign": ("il2pkpd.design.sweep_design", "SweepDesign"),
 }
 
 __all__ = [

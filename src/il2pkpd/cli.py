@@ -1,4 +1,4 @@
-"""Command line: ``il2pkpd simulate``, ``il2pkpd predict``, ``il2pkpd models``.
+"""Command line: ``il2pkpd simulate``, ``predict``, ``fit``, ``sweep``, ``models``, ``datasets``.
 
 Thin: parse -> call -> write -> exit code. An :class:`~il2pkpd.errors.Il2pkpdError` prints
 ``error: <message>`` and exits with 2; anything else is a bug and shows its traceback
@@ -215,6 +215,130 @@ def fit(
     write_fit(result, out)
     Console().print(result.summary.to_string())
     typer.echo(f"wrote {out} ({result.info['wall_time_s']:.1f} s)")
+
+
+def _split(text: str | None) -> list[str]:
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+@app.command()
+@_handle_errors
+def sweep(
+    out: Annotated[Path, typer.Option(help="Output folder (Parquet chunks, manifest.json, summary.csv). Rerun to resume.")],
+    design: Annotated[Optional[Path], typer.Option(help="TOML design file (regimens, parameter grid or LHS, fit, metrics, targets).")] = None,
+    model: Annotated[str, typer.Option(help="Model name or .toml path (flag designs).")] = "ivory",
+    dose: Annotated[Optional[str], typer.Option(help="Comma-separated doses, e.g. 0.3,0.5,1,1.5,2,3.")] = None,
+    unit: Annotated[str, typer.Option(help="Dose unit: MIU, MIU/m2, mg ...")] = "MIU",
+    interval: Annotated[str, typer.Option(help="Comma-separated maintenance intervals, e.g. 1d,3d,7d.")] = "7d",
+    induction: Annotated[int, typer.Option(help="Daily induction doses before the maintenance interval (IVORY: 5).")] = 0,
+    duration: Annotated[str, typer.Option(help="Treatment duration from the first dose, e.g. 8w.")] = "8w",
+    regimen: Annotated[Optional[list[str]], typer.Option(help='Extra regimen LABEL=TEXT (repeatable), e.g. IVORY="1.5 MIU sc qd x5 then 1.5 MIU sc qw x7".')] = None,
+    horizon: Annotated[Optional[float], typer.Option(help="Simulated time from the first dose (model time unit; default 365).")] = None,
+    metrics: Annotated[Optional[str], typer.Option(help="Semicolon-separated metrics, e.g. 'cmax(treg_fold); change(tbr, 60)' (default: the IVORY set).")] = None,
+    target: Annotated[Optional[list[str]], typer.Option(help="Decision target (repeatable), e.g. 'cmax(treg_fold) >= 1.75 & cmax(nk_fold) < 1.5'.")] = None,
+    fit: Annotated[Optional[str], typer.Option(help="Draw population parameters from this stored fit.")] = None,
+    prior: Annotated[bool, typer.Option("--prior", help="Draw population parameters from the model file's priors.")] = False,
+    draws: Annotated[Optional[int], typer.Option(help="Population draws per cell (default 1: typical values).")] = None,
+    subjects: Annotated[Optional[int], typer.Option(help="Virtual subjects per draw with IIV (0: the typical subject).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(help="Parameter grid NAME=V1,V2,... (repeatable).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    solver: Annotated[Optional[str], typer.Option(help="rodas4 (default: stiff follow-up) or tsit5.")] = None,
+    workers: Annotated[int, typer.Option(help="0: run in this process; N: a Dask LocalCluster with N worker processes.")] = 0,
+    scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler, e.g. tcp://host:8786.")] = None,
+    chunk_draws: Annotated[Optional[int], typer.Option(help="Draws per chunk (default: up to 4,096 solves per chunk).")] = None,
+    heatmap: Annotated[Optional[str], typer.Option(help="Write OUT/heatmap.png of this summary column over dose x interval, e.g. 'cmax(treg_fold) median'.")] = None,
+) -> None:
+    """Sweep regimens x parameters x draws x virtual subjects; print and write decision metrics."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .design.sweep_design import IVORY_DEFAULT_METRICS, SweepDesign, design_from_toml, regimens_from_flags
+    from .io.sweep_run import prepare_sweep, run_sweep
+
+    overrides = {"horizon": horizon, "draws": draws, "subjects": subjects, "seed": seed, "solver": solver, "fit": fit, "prior": prior or None}
+    if metrics:
+        overrides["metrics"] = tuple(x.strip() for x in metrics.split(";") if x.strip())
+    if target:
+        overrides["targets"] = tuple(target)
+    grid = []
+    for item in param or []:
+        name, sep, values = item.partition("=")
+        try:
+            grid.append((name.strip(), tuple(float(v) for v in _split(values))))
+        except ValueError:
+            raise DataFormatError(f"`--param` must look like NAME=V1,V2,..., got {item!r}") from None
+        if not sep or not grid[-1][1]:
+            raise DataFormatError(f"`--param` must look like NAME=V1,V2,..., got {item!r}")
+    extra = []
+    for item in regimen or []:
+        label, sep, text = item.partition("=")
+        if not sep or not label.strip():
+            raise DataFormatError(f"`--regimen` must look like LABEL=TEXT, got {item!r}")
+        extra.append((label.strip(), text.strip()))
+    if design is not None:
+        if dose or grid or extra:
+            raise DataFormatError("give the regimens either in --design or by --dose/--regimen/--param flags, not both")
+        spec = design_from_toml(design, **{k: v for k, v in overrides.items() if v is not None})
+    else:
+        regs = list(extra)
+        if dose:
+            try:
+                doses = [float(x) for x in _split(dose)]
+            except ValueError:
+                raise DataFormatError(f"`--dose` must be comma-separated numbers, got {dose!r}") from None
+            regs = regimens_from_flags(doses, unit, _split(interval), induction=induction, duration=duration) + regs
+        if not regs:
+            raise DataFormatError("no regimens: give --dose (with --interval), --regimen LABEL=TEXT or --design FILE")
+        kw = {k: v for k, v in overrides.items() if v is not None}
+        kw.setdefault("metrics", IVORY_DEFAULT_METRICS if model == "ivory" else ())
+        kw.setdefault("solver", "rodas4")
+        if not kw["metrics"]:
+            raise DataFormatError("give --metrics for a model other than ivory")
+        spec = SweepDesign(model, tuple(regs), params=tuple(grid), **kw)
+    if heatmap:
+        allowed = [f"{m} {q}" for m in spec.all_metric_texts() for q in ("mean", "q05", "median", "q95")] + [f"P({t})" for t in spec.targets]
+        if heatmap not in allowed:
+            raise DataFormatError(f"`--heatmap` must name a summary column, e.g. {allowed[:3]}; got {heatmap!r}")
+    plan = prepare_sweep(spec, out, workers=workers, scheduler=scheduler, chunk_draws=chunk_draws)
+    console = Console(stderr=True)
+    columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"), TimeElapsedColumn(),
+               TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("sweep", total=None)
+
+        def tick(done: int, total: int, skipped: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = run_sweep(plan, progress=tick)
+    _print_sweep(result)
+    if heatmap:
+        from .plot import plot_sweep_heatmap
+
+        plot_sweep_heatmap(result.summary, heatmap, path=out / "heatmap.png")
+        typer.echo(f"wrote {out / 'heatmap.png'}")
+    typer.echo(f"wrote {out} ({result.chunks_run} chunks run, {result.chunks_skipped} already done; {result.wall_time_s:.1f} s)")
+
+
+def _print_sweep(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = result.summary
+    d = result.design
+    src = f"fit {d.fit}" if d.fit else ("prior draws" if d.prior else "typical values")
+    title = (f"{d.model}: {len(s)} cells x {d.draws} draws ({src}) x {max(1, d.subjects)} subject(s); "
+             "median [5%, 95%]; SIMULATED")
+    shown = [c[: -len(" median")] for c in s.columns if c.endswith(" median")]
+    probs = [c for c in s.columns if c.startswith("P(")]
+    table = Table("regimen", *shown, *probs, "failed", title=title)
+    for _, row in s.iterrows():
+        cells = []
+        for m in shown:
+            lo, mid, hi = row.get(f"{m} q05"), row[f"{m} median"], row.get(f"{m} q95")
+            cells.append(f"{mid:.3g}" if lo == hi else f"{mid:.3g} [{lo:.3g}, {hi:.3g}]")
+        cells += [f"{row[p]:.2f}" for p in probs]
+        table.add_row(str(row["regimen"]), *cells, str(int(row["failed"])))
+    Console(width=220).print(table)
 
 
 def main() -> None:

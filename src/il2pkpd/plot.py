@@ -113,3 +113,40 @@ def plot_simulation(ds, outputs: Sequence[str] | None = None, path: str | Path |
     fig.suptitle(f"{ds.attrs.get('model', '')}: simulated (model predictions, not data)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_sweep_heatmap(summary, column: str, path: str | Path | None = None):
+    """Heat map of a sweep summary column over dose x interval (regimens labelled
+    ``"<dose> <unit> q<interval>"``, as ``il2pkpd sweep --dose ... --interval ...`` names them)."""
+    import re
+
+    from .errors import OptionError
+
+    if column not in summary.columns:
+        raise OptionError(f"heat-map column {column!r} is not in the sweep summary (has e.g. {[c for c in summary.columns if c.endswith('median')][:6]})")
+    pat = re.compile(r"^([0-9.]+) (\S+) q([0-9.]+)([hdw])$")
+    cells = {}
+    for _, row in summary.iterrows():
+        m = pat.match(str(row["regimen"]))
+        if m:
+            cells[(float(m.group(1)), f"q{m.group(3)}{m.group(4)}")] = row[column]
+    if not cells:
+        raise OptionError("no regimen in the summary is a dose x interval flag regimen; nothing to draw")
+    doses = sorted({k[0] for k in cells})
+    intervals = sorted({k[1] for k in cells}, key=lambda s: float(s[1:-1]) * {"h": 1 / 24, "d": 1, "w": 7}[s[-1]])
+    grid = np.full((len(intervals), len(doses)), np.nan)
+    for (d, i), v in cells.items():
+        grid[intervals.index(i), doses.index(d)] = v
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 * len(doses) + 2.5, 0.8 * len(intervals) + 1.8))
+    im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis")
+    ax.set_xticks(range(len(doses)), [f"{d:g}" for d in doses])
+    ax.set_yticks(range(len(intervals)), intervals)
+    ax.set_xlabel("dose")
+    ax.set_ylabel("maintenance interval")
+    for (r, c), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            ax.text(c, r, f"{v:.3g}", ha="center", va="center", color="w", fontsize=8)
+    fig.colorbar(im, ax=ax, label=column)
+    ax.set_title(f"{column} (simulated)")
+    return _save(fig, path)

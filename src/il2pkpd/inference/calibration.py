@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import Il2pkpdWarning, ModelSpecError, OptionError
 from ..likelihood import VirtualPopulation, loglik_count, loglik_dose_for_target, loglik_summary, se_from_ci
 from ..solve import SolverOptions
-from .priors import from_unconstrained, prior_logpdf, to_unconstrained
+from .priors import from_unconstrained, prior_draws, prior_logpdf, to_unconstrained
 
 __all__ = ["CalibrationTarget", "PublishedCalibration", "calibrate_published", "published_checks", "IVORY_REGIMEN"]
 
@@ -299,7 +299,7 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
             f"Laplace normal around the mode ({n_failed} of {n_prop} proposals that failed to solve dropped)",
             Il2pkpdWarning, stacklevel=2)
     thetas = np.array([np.asarray(cal.theta(jnp.asarray(u))[0]) for u in u_draws[idx]])
-    prior_x = _prior_draws(cal.estimated, n_prop, rng)
+    prior_x = prior_draws(cal.estimated, n_prop, rng)
     post = {name: (("chain", "draw"), thetas[None, :, cal._index[i]]) for i, name in enumerate(names)}
     n_keep = len(idx)
     posterior = xr.Dataset(post, coords={"chain": [0], "draw": np.arange(n_keep)})
@@ -362,35 +362,6 @@ def _importance_resample(log_w: np.ndarray, finite: np.ndarray, rng) -> tuple[np
         positions = (rng.random() + np.arange(n)) / n  # systematic resampling: equally weighted draws
         return np.minimum(np.searchsorted(np.cumsum(weights), positions), n - 1), khat, ess, "importance"
     return kept, khat, ess, "laplace"
-
-
-def _prior_draws(params, n: int, rng) -> np.ndarray:
-    """(n, K) draws from the parameters' priors (natural scale)."""
-    from scipy import stats
-
-    from .priors import beta_shape, prior_support
-
-    cols = []
-    for p in params:
-        d = p.prior
-        kind = d["dist"]
-        if kind == "lognormal":
-            x = np.exp(rng.normal(math.log(d["median"]), d["sigma"], n))
-        elif kind == "normal":
-            x = rng.normal(d["mean"], d["sd"], n)
-        elif kind == "halfnormal":
-            x = np.abs(rng.normal(0.0, d["sd"], n))
-        elif kind == "truncnormal":
-            lo, hi = prior_support(d)
-            x = stats.truncnorm.rvs((lo - d["mean"]) / d["sd"], (hi - d["mean"]) / d["sd"], loc=d["mean"], scale=d["sd"], size=n, random_state=rng)
-        elif kind == "beta":
-            a, b = beta_shape(d["mean"], d["sd"])
-            x = rng.beta(a, b, n)
-        else:
-            lo, hi = prior_support(d)
-            x = rng.uniform(lo, hi, n)
-        cols.append(x)
-    return np.stack(cols, axis=1)
 
 
 def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = None, seed: int = 0):

@@ -17,19 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import Il2pkpdWarning, OptionError
+from ..model import model_hash as model_hash
 from ..solve import SolverOptions
 from .pymc_model import build_pymc_model, estimated_parameters
 
 __all__ = ["Fit", "fit", "model_hash", "data_hash", "SAMPLERS"]
 
 SAMPLERS = ("nutpie", "pymc", "map")
-
-
-def model_hash(model) -> str:
-    """SHA-256 of the model's content (parameters, states, equations, observations, events)."""
-    parts = [model.name, model.time_unit, repr(model.parameters), repr(model.constants), repr(model.covariates),
-             repr(model.states), repr(sorted(model.odes.items())), repr(model.outputs), repr(model.observations), repr(model.events)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def data_hash(subjects) -> str:

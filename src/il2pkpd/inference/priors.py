@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import jax.numpy as jnp
 from jax.scipy.special import betaln, ndtr
 from jax.scipy.stats import norm
 
 from ..errors import ModelSpecError
 
-__all__ = ["prior_support", "prior_logpdf", "to_unconstrained", "from_unconstrained", "beta_shape"]
+__all__ = ["prior_support", "prior_logpdf", "to_unconstrained", "from_unconstrained", "beta_shape", "prior_draws"]
 
 
 def beta_shape(mean: float, sd: float) -> tuple[float, float]:
@@ -89,3 +91,30 @@ def from_unconstrained(prior: dict, u):
     if math.isfinite(hi):
         return hi - jnp.exp(u), u
     return u, 0.0 * u
+
+
+def prior_draws(params, n: int, rng) -> np.ndarray:
+    """(n, K) draws from the parameters' priors (natural scale)."""
+    from scipy import stats
+
+    cols = []
+    for p in params:
+        d = p.prior
+        kind = d["dist"]
+        if kind == "lognormal":
+            x = np.exp(rng.normal(math.log(d["median"]), d["sigma"], n))
+        elif kind == "normal":
+            x = rng.normal(d["mean"], d["sd"], n)
+        elif kind == "halfnormal":
+            x = np.abs(rng.normal(0.0, d["sd"], n))
+        elif kind == "truncnormal":
+            lo, hi = prior_support(d)
+            x = stats.truncnorm.rvs((lo - d["mean"]) / d["sd"], (hi - d["mean"]) / d["sd"], loc=d["mean"], scale=d["sd"], size=n, random_state=rng)
+        elif kind == "beta":
+            a, b = beta_shape(d["mean"], d["sd"])
+            x = rng.beta(a, b, n)
+        else:
+            lo, hi = prior_support(d)
+            x = rng.uniform(lo, hi, n)
+        cols.append(x)
+    return np.stack(cols, axis=1)

@@ -16,3 +16,4 @@ from ._spec import (
     StateSpec as StateSpec,
     build_model as build_model,
 )
+from ._hash import model_hash as model_hash

@@ -597,7 +597,7 @@ def _prior(prior: Any, w: str) -> dict:
     if have != need:
         raise ModelSpecError(f"{w}: a {dist} prior needs exactly {sorted(need)}, got {sorted(have)}")
     out = {"dist": dist}
-    for k in need:
+    for k in sorted(need):  # a set: sorted so that the spec (and its hash) is the same in every process
         v = prior[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ModelSpecError(f"{w}: `prior.{k}` must be a number, got {v!r}")

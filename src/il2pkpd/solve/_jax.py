@@ -104,7 +104,7 @@ def _safe_div(num, den, use):
 
 
 def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = False, time_varying_cov: bool = False,
-                      batching: str = "vmap"):
+                      batching: str = "vmap", reduce=None):
     """Return ``solve(events, ss_pos, out_times, t_start, theta, cov)`` vmapped over subjects.
 
     The returned function is jitted. Shapes: events fields (B, E), ss_pos (B, S),
@@ -120,6 +120,10 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
     ``"map"`` runs them one after another inside the same compiled program (``lax.map``):
     on CPU that avoids every event segment waiting for the batch's slowest subject, which
     made the 60-subject IVORY log-likelihood gradient 2-3x faster (benchmarks/README.md).
+
+    ``reduce``, a JAX function of one subject's output times (O,) and outputs (O, n_outputs),
+    is applied inside the batch; the function then returns ``(reduce(outputs) (B, ...), status (B,), fail_time (B,))``
+    so that trajectories never leave the compiled program (sweep metrics).
     """
     if batching not in ("vmap", "map"):
         raise OptionError(f"`batching` must be 'vmap' or 'map', got {batching!r}")
@@ -295,9 +299,13 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
         code = jnp.where(n_active > GHOSTS, SolveStatus.TOO_MANY_OVERLAPPING_INFUSIONS, code)
         return y_rec, n_active * r * onehot, code
 
+    def member(*a):
+        outs, y_out, status, fail_t = solve_one(*a)
+        return (reduce(a[2], outs), status, fail_t) if reduce is not None else (outs, y_out, status, fail_t)
+
     if batching == "map":
         def batched(*arrays):
-            return jax.lax.map(lambda a: solve_one(*a), arrays)
+            return jax.lax.map(lambda a: member(*a), arrays)
     else:
-        batched = jax.vmap(solve_one, in_axes=(0, 0, 0, 0, 0, 0))
+        batched = jax.vmap(member, in_axes=(0, 0, 0, 0, 0, 0))
     return jax.jit(batched)

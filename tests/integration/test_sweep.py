@@ -1,0 +1,151 @@
+"""Sweeps end to end: the same numbers in memory, on disk, with 0, 1 or 2 Dask workers; resume
+after a killed run; refused mixed designs; one-line errors with exit code 2.
+
+Independent checks: a sweep's at(...) metric equals simulate() (another code path) at the
+same parameters and random effects; the untreated arm's hazard ratio is exactly 1; flag
+regimens reproduce IVORY's dose times (BRIEF S6: 1.5 MIU daily x5 then weekly to week 8).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import il2pkpd
+from il2pkpd.design.sweep_design import SweepDesign, regimens_from_flags
+from il2pkpd.errors import OptionError
+from il2pkpd.io.sweep_run import read_sweep
+
+PK_DESIGN = SweepDesign(
+    "pk1_oral", (("100 mg", "100 mg po once"), ("2x50 mg", "50 mg po q12h x2")), horizon=48.0, dense_step=0.5, grid_step=0.5,
+    metrics=("cmax(cp)", "auc(cp)", "at(cp, 24)"), targets=("cmax(cp) >= 4",), params=(("v", (15.0, 25.0)),),
+    prior=True, draws=5, subjects=3, seed=11, solver="tsit5",
+)
+CLI = [sys.executable, "-m", "il2pkpd"]
+
+
+def _env():
+    return dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+def test_in_memory_and_on_disk_sweeps_agree(tmp_path):
+    mem = il2pkpd.sweep(PK_DESIGN, chunk_draws=2)
+    disk = il2pkpd.sweep(PK_DESIGN, tmp_path / "out", chunk_draws=5)
+    pd.testing.assert_frame_equal(mem.table, disk.table)  # chunking does not change a number
+    assert len(mem.table) == len(PK_DESIGN.cells()) * 5 * 3 and (mem.table["status"] == 0).all()
+    on_disk = pd.read_csv(tmp_path / "out" / "summary.csv")
+    np.testing.assert_allclose(on_disk["cmax(cp) median"], disk.summary["cmax(cp) median"], rtol=1e-12)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert len(manifest["cells"]) == 4 and manifest["design"]["model"] == "pk1_oral"
+    ds = mem.to_xarray()
+    assert ds["cmax(cp)"].sizes == {"cell": 4, "draw": 5, "subject": 3}
+
+
+def test_a_sweep_metric_equals_simulate_at_the_same_parameters():
+    from il2pkpd.design.sweep import CellRunner
+    from il2pkpd.io.sweep_run import _population
+
+    model = il2pkpd.load_model("pk1_oral")
+    pop, omegas, _ = _population(PK_DESIGN, model)
+    runner = CellRunner(PK_DESIGN, model, pop, omegas)
+    cell = PK_DESIGN.cells()[1]  # 100 mg, V = 25 L
+    out = runner.run(cell, np.arange(5))
+    # typical subject of draw 2 (subject 0's random effects are not zero: compare through
+    # individual_theta with the same normals)
+    from il2pkpd.design.sweep import random_effects
+    from il2pkpd.likelihood import individual_theta
+
+    z = random_effects(PK_DESIGN.seed, np.array([2]), 3, len(model.parameters))[0]
+    theta_pop = runner.theta_pop[2].copy()
+    theta_pop[model.parameter_names.index("v")] = 25.0
+    theta = np.asarray(individual_theta(model, theta_pop, runner.omegas, z))
+    for s in range(3):
+        params = dict(zip(model.parameter_names, theta[s], strict=True))
+        ds = il2pkpd.simulate(model, "100 mg po once", np.array([24.0]), params=params, iiv=False, rtol=1e-10, atol=1e-12)
+        row = (out["draw"] == 2) & (out["subject"] == s)
+        assert out["at(cp, 24)"][row][0] == pytest.approx(float(ds["cp"].values.ravel()[0]), rel=1e-5)
+
+
+def test_flag_regimens_reproduce_ivory():
+    (label, text), = regimens_from_flags([1.5], "MIU", ["7d"], induction=5, duration="8w")
+    ivory = il2pkpd.load_model("ivory")
+    assert il2pkpd.parse_regimen(text).dose_times() == il2pkpd.parse_regimen("1.5 MIU sc qd x5 then 1.5 MIU sc qw x7").dose_times()
+    assert label == "1.5 MIU q7d"
+    (_, text), = regimens_from_flags([1.0], "MIU", ["3d"], duration="4w")
+    assert il2pkpd.parse_regimen(text).dose_times() == [0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0]
+    del ivory
+
+
+def test_untreated_hazard_ratio_is_one_and_treatment_lowers_tbr():
+    design = SweepDesign("ivory", (("IVORY", "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"), ("placebo", "none")),
+                         metrics=("hr(mi, 365)", "change(tbr, 60)"), horizon=365.0, subjects=2, solver="rodas4")
+    s = il2pkpd.sweep(design).summary.set_index("regimen")
+    assert s.loc["placebo", "hr(mi, 365) median"] == pytest.approx(1.0, abs=1e-12)
+    assert s.loc["IVORY", "change(tbr, 60) median"] < s.loc["placebo", "change(tbr, 60) median"]
+
+
+def test_a_changed_design_is_refused_in_the_same_folder(tmp_path):
+    il2pkpd.sweep(PK_DESIGN, tmp_path / "out")
+    changed = SweepDesign.from_dict(dict(PK_DESIGN.to_dict(), metrics=["cmax(cp)"]))
+    with pytest.raises(OptionError, match=r"holds a different sweep \(changed: design keys \['metrics'\]\)"):
+        il2pkpd.sweep(changed, tmp_path / "out")
+    again = il2pkpd.sweep(PK_DESIGN, tmp_path / "out")
+    assert again.chunks_run == 0 and again.chunks_skipped == 4
+
+
+def test_identical_results_with_0_1_and_2_dask_workers(tmp_path):
+    pytest.importorskip("distributed")
+    tables = [il2pkpd.sweep(PK_DESIGN, tmp_path / f"w{w}", workers=w, chunk_draws=2).table for w in (0, 1, 2)]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], tables[2])
+
+
+IVORY_ARGS = ["sweep", "--dose", "0.5,1,1.5,2", "--interval", "3d,7d", "--induction", "5", "--prior", "--draws", "6",
+              "--subjects", "6", "--chunk-draws", "1", "--metrics", "cmax(treg_fold); change(tbr, 60)", "--horizon", "120"]
+
+
+def test_resume_after_a_killed_sweep_equals_an_uninterrupted_run(tmp_path):
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(CLI + IVORY_ARGS + ["--out", str(killed)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(killed.glob("cells/*/*.parquet"))) < 3:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_done = len(list(killed.glob("cells/*/*.parquet")))
+    assert 3 <= n_done < 48, f"the sweep was not interrupted mid-way ({n_done} of 48 chunks)"
+    for f in killed.glob("cells/*/*.parquet"):
+        pd.read_parquet(f)  # every file that exists is complete
+    rerun = subprocess.run(CLI + IVORY_ARGS + ["--out", str(killed)], env=_env(), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{48 - n_done} chunks run, {n_done} already done" in rerun.stdout
+    whole = subprocess.run(CLI + IVORY_ARGS + ["--out", str(tmp_path / "whole")], env=_env(), capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    pd.testing.assert_frame_equal(read_sweep(killed), read_sweep(tmp_path / "whole"))
+    assert not list(killed.glob("cells/*/.*.tmp"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dose", "abc"], "`--dose` must be comma-separated numbers, got 'abc'"),
+    (["--dose", "1", "--interval", "3x"], "interval '3x' must be a positive number with a unit"),
+    (["--dose", "1", "--metrics", "peak(conc)"], "unknown kind 'peak'"),
+    (["--dose", "1", "--draws", "5"], "needs population uncertainty to draw from"),
+    (["--regimen", "IVORY"], "`--regimen` must look like LABEL=TEXT"),
+    ([], "no regimens"),
+])
+def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, args, message):
+    r = subprocess.run(CLI + ["sweep", "--out", str(tmp_path / "o")] + args, env=_env(), capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
+    assert not (tmp_path / "o").exists()  # nothing written for a rejected command
