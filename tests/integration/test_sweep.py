@@ -149,3 +149,27 @@ def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, args, message):
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
     assert not (tmp_path / "o").exists()  # nothing written for a rejected command
+
+
+def test_the_example_design_file_and_toml_errors(tmp_path):
+    from il2pkpd.design.sweep_design import design_from_toml
+    from il2pkpd.errors import DataFormatError
+
+    root = Path(__file__).resolve().parents[2]
+    d = design_from_toml(root / "examples" / "sweep" / "ivory_alternatives.toml")
+    assert [label for label, _ in d.regimens][0] == "IVORY 1.5 MIU" and ("placebo", None) in d.regimens
+    assert len(d.cells()) == 6  # the placebo arm serves the hazard ratio: no extra untreated arm
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "ivory"\ndoses = 3\n[regimens]\na = "1 MIU sc once"\n')
+    with pytest.raises(DataFormatError, match=r"unknown keys \['doses'\]"):
+        design_from_toml(bad)
+
+
+def test_latin_hypercube_has_one_point_per_stratum():
+    d = SweepDesign("pk1_oral", (("a", "100 mg po once"),), metrics=("cmax(cp)",), lhs=(("cl", 0.5, 2.0), ("v", 10.0, 30.0)), lhs_n=8, seed=3)
+    pts = np.array([[v for _, v in p] for p in d.parameter_points()])
+    assert pts.shape == (8, 2)
+    for j, (lo, hi) in enumerate(((0.5, 2.0), (10.0, 30.0))):
+        strata = np.floor((pts[:, j] - lo) / (hi - lo) * 8).astype(int)
+        assert sorted(strata) == list(range(8))
+    assert d.parameter_points() == d.parameter_points()  # seeded: the same cells every run

@@ -42,7 +42,7 @@ __all__ = ["Metric", "Target", "parse_metric", "parse_target", "output_grid", "M
 _KINDS = {"cmax": 0, "max": 0, "tmax": 0, "min": 0, "auc": (0, 2), "above": 1, "at": 1, "change": 1, "pchange": 1, "risk": 1, "hr": 1}
 _CALL = re.compile(r"^\s*([a-z]+)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*((?:,\s*[^,()]+\s*)*)\)\s*$")
 # offsets after each dose added to the grid (fraction of a day): s.c. IL-2 peaks within hours
-DEFAULT_DOSE_OFFSETS = tuple(h / 24.0 for h in (0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 36, 48))
+DEFAULT_DOSE_OFFSETS = tuple(h / 24.0 for h in (1, 2, 3, 4, 6, 8, 12, 24))
 
 
 @dataclass(frozen=True)
