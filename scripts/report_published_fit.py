@@ -44,10 +44,22 @@ def main() -> None:
             .replace("{{KHAT}}", f"{info['pareto_khat']:.2f}").replace("{{ESS}}", f"{info['importance_ess']:.0f}")
             .replace("{{DRAWS}}", str(info["draws"])).replace("{{WALL}}", f"{info['wall_time_s'] / 60:.0f}")
             .replace("{{LOGP}}", f"{info['log_posterior_mode']:.2f}").replace("{{NVIRT}}", str(info["n_virtual"]))
-            .replace("{{NCHECK}}", str(args.draws)))
+            .replace("{{NCHECK}}", str(args.draws)).replace("{{FAILED}}", str(info.get("proposals_failed_to_solve", "?")))
+            .replace("{{APPROX}}", _approx_text(info))
+            .replace("{{MI_IL2}}", f"{checks.set_index('target').loc['finale_mi_2y_il2_count', 'model_median']:.1f}")
+            .replace("{{MI_PBO}}", f"{checks.set_index('target').loc['finale_mi_2y_placebo_count', 'model_median']:.1f}"))
     atomic_write(ROOT / "fits" / "README.md", lambda p: p.write_text(text))
     print(ppc)
     print(params)
+
+
+def _approx_text(info: dict) -> str:
+    if info.get("approximation") == "importance":
+        return ("k-hat is below 0.7, so the stored draws are the importance-resampled ones: corrected towards the exact "
+                "posterior.")
+    return ("k-hat is not below 0.7, so the importance correction cannot be trusted and **the stored draws are the Laplace "
+            "normal itself** (failed solves dropped): its spreads are local curvature, and tails, skew and any second mode "
+            "of the exact posterior are not represented.")
 
 
 if __name__ == "__main__":
