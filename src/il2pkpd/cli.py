@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -243,7 +244,7 @@ def sweep(
     param: Annotated[Optional[list[str]], typer.Option(help="Parameter grid NAME=V1,V2,... (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     solver: Annotated[Optional[str], typer.Option(help="rodas4 (default: stiff follow-up) or tsit5.")] = None,
-    workers: Annotated[int, typer.Option(help="0: run in this process; N: a Dask LocalCluster with N worker processes.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="Dask LocalCluster worker processes (default: one per CPU core, at most one per chunk); 0 runs in this process without Dask.")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler, e.g. tcp://host:8786.")] = None,
     chunk_draws: Annotated[Optional[int], typer.Option(help="Draws per chunk (default: up to 4,096 solves per chunk).")] = None,
     heatmap: Annotated[Optional[str], typer.Option(help="Write OUT/heatmap.png of this summary column over dose x interval, e.g. 'cmax(treg_fold) median'.")] = None,
@@ -299,15 +300,25 @@ def sweep(
         allowed = [f"{m} {q}" for m in spec.all_metric_texts() for q in ("mean", "q05", "median", "q95")] + [f"P({t})" for t in spec.targets]
         if heatmap not in allowed:
             raise DataFormatError(f"`--heatmap` must name a summary column, e.g. {allowed[:3]}; got {heatmap!r}")
-    plan = prepare_sweep(spec, out, workers=workers, scheduler=scheduler, chunk_draws=chunk_draws)
+    if workers is not None and workers < 0:
+        raise DataFormatError(f"`--workers` must be >= 0, got {workers}")
+    plan = prepare_sweep(spec, out, workers=workers or 0, scheduler=scheduler, chunk_draws=chunk_draws)
+    if workers is None and scheduler is None:
+        # a LocalCluster by default, when there is more than one chunk and more than one core to run them on
+        plan.workers = min(os.cpu_count() or 1, len(plan.todo)) if len(plan.todo) > 1 and (os.cpu_count() or 1) > 1 else 0
     console = Console(stderr=True)
-    columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"), TimeElapsedColumn(),
-               TextColumn("left"), TimeRemainingColumn())
+    n_per_chunk = plan.chunk_draws * max(1, spec.subjects)
+    where = f"{plan.workers} worker(s)" if plan.workers else ("scheduler " + scheduler if scheduler else "in process")
+    columns = (TextColumn(f"[bold]sweep[/bold] ({where})"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("sweep", total=None)
+        task = bar.add_task("sweep", total=None, rate="")
+        started = time.perf_counter()
 
         def tick(done: int, total: int, skipped: int) -> None:
-            bar.update(task, completed=done, total=total)
+            elapsed = time.perf_counter() - started
+            rate = f"{(done - skipped) * n_per_chunk / elapsed:,.0f} solves/s" if done > skipped and elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
 
         result = run_sweep(plan, progress=tick)
     _print_sweep(result)

@@ -416,8 +416,18 @@ def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = No
     rows = []
     for target, (reported, value, replicate, unit) in spec.items():
         model_vals = np.array([value(p) for p in preds])
-        reps = np.array([replicate(p) for p in preds])
-        q5, q95 = np.quantile(reps, [0.05, 0.95])
+        if unit == "events":
+            # counts: quantiles of the exact posterior predictive mixture of binomials (no
+            # Monte Carlo noise, which with few draws could move a quantile across 0)
+            from scipy.stats import binom
+
+            n_trial = int(r[target].n)
+            probs = np.clip([p[target] for p in preds], 0.0, 1.0)
+            cdf = np.mean([binom.cdf(np.arange(n_trial + 1), n_trial, q) for q in probs], axis=0)
+            q5, q95 = float(np.searchsorted(cdf, 0.05)), float(np.searchsorted(cdf, 0.95))
+        else:
+            reps = np.array([replicate(p) for p in preds])
+            q5, q95 = np.quantile(reps, [0.05, 0.95])
         rows.append({"target": target, "unit": unit, "reported": reported, "model_median": float(np.median(model_vals)),
                      "model_q05": float(np.quantile(model_vals, 0.05)), "model_q95": float(np.quantile(model_vals, 0.95)),
                      "replicated_q05": float(q5), "replicated_q95": float(q95), "inside": bool(q5 <= reported <= q95),
