@@ -188,3 +188,29 @@ def test_cli_flags_design_prints_the_table_and_draws_the_heatmap(tmp_path):
     # more frequent maintenance gives the higher Treg peak at the same dose (the model's monotone response)
     s = summary.set_index("regimen")["cmax(treg_fold) median"]
     assert s["1.5 MIU q3d"] > s["1.5 MIU q7d"] and s["1.5 MIU q7d"] > s["1 MIU q7d"]
+
+
+def test_posterior_draws_come_from_the_stored_fit_thinned_evenly():
+    from il2pkpd.io.fits import fits_search_path, load_fit
+    from il2pkpd.io.sweep_run import _population
+
+    if not any((p / "ivory-published" / "fit.json").is_file() for p in fits_search_path()):
+        pytest.skip("fits/ivory-published is not stored")
+    model = il2pkpd.load_model("ivory")
+    design = SweepDesign("ivory", (("IVORY", "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"),), metrics=("at(treg_fold, 5)",),
+                         horizon=10.0, fit="ivory-published", draws=4, solver="rodas4")
+    pop, _, fit_hash = _population(design, model)
+    post = load_fit("ivory-published", model=model).population_draws()
+    total = len(post["ec50"])
+    pick = np.linspace(0, total - 1, 4).round().astype(int)
+    np.testing.assert_array_equal(pop["ec50"], post["ec50"][pick])
+    assert len(fit_hash) == 64
+    table = il2pkpd.sweep(design).table
+    assert table["at(treg_fold, 5)"].nunique() == 4  # posterior uncertainty reaches the metric
+
+
+def test_a_running_dask_scheduler_can_be_given_by_address(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        via_address = il2pkpd.sweep(PK_DESIGN, tmp_path / "a", scheduler=cluster.scheduler_address, chunk_draws=3).table
+    pd.testing.assert_frame_equal(via_address, il2pkpd.sweep(PK_DESIGN, chunk_draws=3).table)
