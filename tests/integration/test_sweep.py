@@ -77,12 +77,10 @@ def test_a_sweep_metric_equals_simulate_at_the_same_parameters():
 
 def test_flag_regimens_reproduce_ivory():
     (label, text), = regimens_from_flags([1.5], "MIU", ["7d"], induction=5, duration="8w")
-    ivory = il2pkpd.load_model("ivory")
     assert il2pkpd.parse_regimen(text).dose_times() == il2pkpd.parse_regimen("1.5 MIU sc qd x5 then 1.5 MIU sc qw x7").dose_times()
     assert label == "1.5 MIU q7d"
     (_, text), = regimens_from_flags([1.0], "MIU", ["3d"], duration="4w")
     assert il2pkpd.parse_regimen(text).dose_times() == [0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0]
-    del ivory
 
 
 def test_untreated_hazard_ratio_is_one_and_treatment_lowers_tbr():

@@ -21,8 +21,6 @@ number of workers.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OptionError
 from .. import __version__
+from ..errors import OptionError
+from .output import atomic_write
 
 __all__ = ["sweep", "prepare_sweep", "run_sweep", "SweepPlan", "SweepResult", "read_sweep"]
 
@@ -55,18 +54,6 @@ class SweepResult:
         """The per-row metrics as an ``xarray.Dataset`` over (cell, draw, subject)."""
         t = self.table.set_index(["cell", "draw", "subject"])
         return t.to_xarray()
-
-
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _population(design, model):
@@ -134,7 +121,7 @@ def _run_chunk(payload: dict, cell_index: int, first: int, stop: int, out: str |
         table.insert(0, "cell", cell_index)
         return table
     path = _chunk_path(Path(out), cell_index, first)
-    _atomic_write_bytes(path, lambda p: table.to_parquet(p, index=False))
+    atomic_write(path, lambda p: table.to_parquet(p, index=False))
     return int((table["status"] != 0).sum())
 
 
@@ -158,7 +145,7 @@ def _check_folder(out: Path, manifest: dict) -> None:
     elif out.exists() and any(out.iterdir()):
         raise OptionError(f"output folder {str(out)!r} exists, is not empty and has no sweep manifest; choose another --out")
     else:
-        _atomic_write_bytes(path, lambda p: p.write_text(json.dumps(manifest, indent=1)))
+        atomic_write(path, lambda p: p.write_text(json.dumps(manifest, indent=1)))
     for stale in out.glob("cells/*/.*.tmp"):  # left by a killed run: never complete, never read
         stale.unlink(missing_ok=True)
 
@@ -217,9 +204,11 @@ def prepare_sweep(design, out: str | Path | None = None, *, workers: int = 0, sc
     pop, omegas, fit_hash = _population(design, model)
     mhash = model_hash(model)
     fingerprint = design.fingerprint(mhash, fit_hash)
-    CellRunner(design, model, pop, omegas)  # validates metrics, regimens and parameters (compiles nothing)
+    runner = CellRunner(design, model, pop, omegas)  # validates metrics, regimens and parameters (compiles nothing)
     payload = {"fingerprint": f"{fingerprint}-{chunk_draws}", "design": design.to_dict(),
                "population": {k: np.asarray(v).tolist() for k, v in pop.items()}, "omegas": omegas}
+    _RUNNERS.clear()
+    _RUNNERS[payload["fingerprint"]] = runner  # chunks run in this process reuse it (Dask workers build their own)
     chunks = _chunks(design, chunk_draws)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
@@ -255,7 +244,7 @@ def run_sweep(plan: SweepPlan, progress: Callable[[int, int, int], None] | None 
     table = read_sweep(out_path) if out_path is not None else pd.concat(tables, ignore_index=True)
     summary = summarise(table, plan.design, plan.model)
     if out_path is not None:
-        _atomic_write_bytes(out_path / "summary.csv", lambda p: summary.to_csv(p, index=False))
+        atomic_write(out_path / "summary.csv", lambda p: summary.to_csv(p, index=False))
     return SweepResult(plan.design, summary, table, out_path, time.perf_counter() - t0, len(todo), skipped)
 
 
