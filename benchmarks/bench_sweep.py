@@ -8,7 +8,7 @@ week 8 (`il2pkpd sweep --dose ... --interval ... --induction 5 --duration 8w`). 
 draws from fits/ivory-published when it holds enough draws, otherwise from the model file's
 priors; one
 typical subject per draw. Metrics: the IVORY default set (Cmax/AUC of IL-2, Treg peak and
-time to peak, time above +30% Tregs, NK peak, CD25 and TBR change at day 60, MI risk at one
+time to peak, time above +30% Tregs, NK peak, CD25 (the run below: change at day 60; now the peak) and TBR change at day 60, MI risk at one
 year and its hazard ratio vs no treatment, which adds a 21st, untreated arm).
 
 Reported: compile time (first chunk minus a warm chunk), run time, solves per second, for

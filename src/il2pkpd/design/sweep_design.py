@@ -47,7 +47,7 @@ __all__ = ["SweepDesign", "Cell", "regimens_from_flags", "design_from_toml", "IV
 
 IVORY_DEFAULT_METRICS = (
     "cmax(conc)", "auc(conc)", "cmax(treg_fold)", "tmax(treg_fold)", "above(treg_fold, 1.3)", "cmax(nk_fold)",
-    "change(cd25_fold, 60)", "change(tbr, 60)", "risk(mi, 365)", "hr(mi, 365)",
+    "cmax(cd25_fold)", "change(tbr, 60)", "risk(mi, 365)", "hr(mi, 365)",
 )
 _UNTREATED = ("none", "placebo", "untreated", "")
 
