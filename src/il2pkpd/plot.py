@@ -27,6 +27,16 @@ def _save(fig, path):
     return fig
 
 
+def _finish(fig, ax, ylabel: str, title: str, path):
+    """Label a time-axis panel, add its legend, and save it."""
+    ax.set_xlabel("time")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_gof(table, path: str | Path | None = None):
     """GOF panels from :func:`il2pkpd.diagnostics.gof_table`: DV vs PRED, DV vs IPRED
     (identity lines), conditional residuals vs time and vs PRED (with +-1.96 lines)."""
@@ -62,12 +72,7 @@ def plot_vpc(vpc, title: str = "prediction-corrected VPC", path: str | Path | No
     for tag, color in (("q05", "tab:blue"), ("q50", "tab:red"), ("q95", "tab:blue")):
         ax.fill_between(t, vpc[f"sim_{tag}_lo"], vpc[f"sim_{tag}_hi"], color=color, alpha=0.2, lw=0)
         ax.plot(t, vpc[f"obs_{tag}"], color=color, lw=1.5, marker="o", ms=3, label=f"observed {tag}")
-    ax.set_xlabel("time")
-    ax.set_ylabel("prediction-corrected value")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, "prediction-corrected value", title, path)
 
 
 def plot_km_vpc(vpc, title: str = "Kaplan-Meier VPC", path: str | Path | None = None):
@@ -77,12 +82,7 @@ def plot_km_vpc(vpc, title: str = "Kaplan-Meier VPC", path: str | Path | None = 
     ax.fill_between(vpc["time"], vpc["sim_lo"], vpc["sim_hi"], step="post", alpha=0.25, lw=0, label="simulated 95%")
     ax.step(vpc["time"], vpc["sim_med"], where="post", ls="--", lw=1, label="simulated median")
     ax.step(vpc["time"], vpc["observed"], where="post", lw=1.8, color="k", label="observed")
-    ax.set_xlabel("time")
-    ax.set_ylabel("event-free proportion")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish(fig, ax, "event-free proportion", title, path)
 
 
 def plot_simulation(ds, outputs: Sequence[str] | None = None, path: str | Path | None = None):

@@ -22,9 +22,4 @@ def test_model_hash_does_not_depend_on_hash_randomisation():
 
 def test_model_hash_changes_with_the_model():
     m = il2pkpd.load_model("pk1_oral")
-    changed = m.with_values(cl=2.0) if hasattr(m, "with_values") else None
-    if changed is None:
-        import dataclasses
-
-        changed = dataclasses.replace(m, parameters=tuple(dataclasses.replace(p, value=2.0) if p.name == "cl" else p for p in m.parameters))
-    assert model_hash(changed) != model_hash(m)
+    assert model_hash(m.with_values(cl=2.0)) != model_hash(m)

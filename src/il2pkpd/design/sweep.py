@@ -81,10 +81,10 @@ class CellRunner:
         unknown = set(population or {}) - set(names)
         if unknown:
             raise OptionError(f"population draws name parameters {sorted(unknown)} that model {model.name!r} lacks")
-        for _, point in ((c.index, c.params) for c in design.cells()[:1]):
-            for k, _ in point:
-                if k not in names:
-                    raise OptionError(f"swept parameter {k!r} is not a parameter of model {model.name!r} (has {names})")
+        for k in [k for k, _ in design.params] + [k for k, _, _ in design.lhs]:
+            if k not in names:
+                raise OptionError(f"swept parameter {k!r} is not a parameter of model {model.name!r} (has {names})")
+        self.cells = design.cells()
         base = np.array([p.value for p in model.parameters], dtype=float)
         n_draws = design.draws
         self.theta_pop = np.tile(base, (n_draws, 1))

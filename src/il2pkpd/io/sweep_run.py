@@ -110,7 +110,7 @@ def _run_chunk(payload: dict, cell_index: int, first: int, stop: int, out: str |
         runner = CellRunner(design, model, pop, payload["omegas"])
         _RUNNERS.clear()
         _RUNNERS[fp] = runner
-    cell = runner.design.cells()[cell_index]
+    cell = runner.cells[cell_index]
     draws = np.arange(first, stop)
     padded = np.concatenate([draws, np.full(chunk_draws - len(draws), draws[-1])]) if len(draws) < chunk_draws else draws
     cols = runner.run(cell, padded)
