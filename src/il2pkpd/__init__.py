@@ -41,6 +41,10 @@ _LAZY = {
     "sweep": ("il2pkpd.io.sweep_run", "sweep"),
     "read_sweep": ("il2pkpd.io.sweep_run", "read_sweep"),
     "SweepDesign": ("il2pkpd.design.sweep_design", "SweepDesign"),
+    "fit": ("il2pkpd.inference.fit", "fit"),
+    "Fit": ("il2pkpd.inference.fit", "Fit"),
+    "load_fit": ("il2pkpd.io.fits", "load_fit"),
+    "write_fit": ("il2pkpd.io.fits", "write_fit"),
 }
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -166,3 +167,24 @@ def test_blq_flags_and_lloq_are_checked(tmp_path, pk1):
         "row 3 (subject 1): `CENS` must be -1, 0 or 1, got 2.0",
         "row 4 (subject 1): below-LLOQ record (`CENS` = 1) needs `LLOQ` > 0, got 0.0",
     ]
+
+
+def test_mdv_1_observation_rows_are_not_observations(tmp_path, pk1):
+    """NONMEM: EVID 0 with MDV 1 is an output row whose DV is ignored (not fitted)."""
+    subj = records(tmp_path, "ID,TIME,EVID,AMT,CMT,DV,MDV\n1,0,1,100,1,,1\n1,0,0,0,2,0.74,1\n1,1,0,0,2,3.1,0\n", pk1)[0]
+    assert [r.evid for r in subj] == [1, 2, 0]
+
+
+def test_a_zero_prediction_under_proportional_error_is_named_before_fitting(tmp_path, pk1):
+    """A pre-dose sample predicted exactly 0 has SD 0 under a proportional error: the fit
+    refuses it naming the row, instead of the sampler failing on a NaN log-density."""
+    pytest.importorskip("pymc")
+    from il2pkpd.inference import build_pymc_model
+
+    text = "ID,TIME,EVID,AMT,CMT,DV\n1,0,0,0,2,0.74\n1,0,1,100,1,\n1,1,0,0,2,3.1\n2,0,1,50,1,\n2,1,0,0,2,1.5\n"
+    with pytest.raises(DataFormatError, match=r"subject 1 row 1 \(time 0, cp\).*MDV = 1"):
+        build_pymc_model(pk1, records(tmp_path, text, pk1))
+    ok = text.replace("ID,TIME,EVID,AMT,CMT,DV\n1,0,0,0,2,0.74", "ID,TIME,EVID,AMT,CMT,DV,MDV\n1,0,0,0,2,0.74,1").replace("\n1,0,1,100,1,\n", "\n1,0,1,100,1,,1\n")
+    ok = ok.replace("1,1,0,0,2,3.1\n", "1,1,0,0,2,3.1,0\n").replace("2,0,1,50,1,\n", "2,0,1,50,1,,1\n").replace("2,1,0,0,2,1.5\n", "2,1,0,0,2,1.5,0\n")
+    pmodel = build_pymc_model(pk1, records(tmp_path, ok, pk1))
+    assert np.isfinite(pmodel.compile_logp(mode="JAX")(pmodel.initial_point()))

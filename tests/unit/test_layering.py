@@ -46,3 +46,12 @@ def test_numerical_core_does_no_file_io():
         tree = ast.parse(f.read_text())
         calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
         assert "open" not in calls, f"{f.relative_to(SRC)} opens files"
+
+
+def test_every_lazy_top_level_name_resolves():
+    """`il2pkpd.fit`, `il2pkpd.load_fit`, ... (the README's API) are reachable from the top level."""
+    import il2pkpd
+
+    for name in il2pkpd._LAZY:
+        assert getattr(il2pkpd, name) is not None, name
+    assert il2pkpd.fit.__module__ == "il2pkpd.inference.fit" and il2pkpd.load_fit.__module__ == "il2pkpd.io.fits"

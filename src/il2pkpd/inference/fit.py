@@ -13,6 +13,7 @@ import hashlib
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -76,6 +77,10 @@ class Fit:
 
 
 def _subjects(data, model):
+    if isinstance(data, (str, Path)):
+        from ..io.nonmem import read_nonmem_csv
+
+        data = read_nonmem_csv(data)
     if hasattr(data, "subject_records"):
         data.validate(model, require_dv=True)
         return data.subject_records(model)
@@ -91,7 +96,8 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     model
         A model (priors and IIV from its file; see :func:`build_pymc_model`).
     data
-        Dataset (validated with DV required) or per-subject records.
+        Dataset (validated with DV required), the path of a NONMEM-format CSV file, or
+        per-subject records.
     draws, tune, chains
         NUTS settings (ignored by ``"map"``).
     sampler

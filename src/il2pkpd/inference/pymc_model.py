@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..dosing import Records
-from ..errors import ModelSpecError
+from ..errors import DataFormatError, ModelSpecError
 from ..likelihood import JointLoglik
 from ..solve import SolverOptions
 
@@ -72,6 +72,14 @@ def build_pymc_model(model, subjects: Sequence[Records], *, options: SolverOptio
     ids = [r.subject if r.subject is not None else i + 1 for i, r in enumerate(subjects)]
     if cov is None:
         cov = np.tile([c.value for c in model.covariates], (n, 1)).reshape(n, len(model.covariates))
+    # A row with zero prediction under a proportional error has no finite likelihood for
+    # any parameter value: say which rows, rather than let the sampler fail on NaN.
+    problems = loglik.unweightable_observations(np.tile([p.value for p in model.parameters], (n, 1)), cov)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} rows)" if len(problems) > 5 else "")
+        raise DataFormatError(f"{len(problems)} observation(s) have a structurally zero prediction, which their error model "
+                              f"cannot weight (SD 0): {shown}. Pre-dose samples are the usual cause: set MDV = 1 on those rows, "
+                              "drop them, or use a combined (additive + proportional) error model.")
     estimated = set(estimated_parameters(model))
 
     with pm.Model(coords={"subject": ids}) as pmodel:

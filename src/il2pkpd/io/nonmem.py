@@ -199,6 +199,9 @@ class NonmemData:
         evid = self.numeric("evid", np.nan) if "evid" in self.columns else np.where(amt > 0, 1.0, 0.0)
         if np.isnan(evid).any():
             evid = np.where(np.isnan(evid), np.where(amt > 0, 1.0, 0.0), evid)
+        # NONMEM: an EVID 0 record with MDV 1 is not an observation (its DV is ignored)
+        mdv = self.numeric("mdv", 0.0)
+        evid = np.where((evid == 0) & (np.nan_to_num(mdv) == 1), 2.0, evid)
         dose_cmts = [s.cmt for s in model.states if s.dose]
         cmt_default = float(min(dose_cmts)) if dose_cmts else 1.0
         cmt = self.numeric("cmt", cmt_default)

@@ -73,6 +73,7 @@ class JointLoglik:
         self._y = np.zeros((b, o))
         self._cens = np.zeros((b, o))
         self._limit = np.ones((b, o))
+        self._row = np.full((b, o), -1)
         for i, recs in enumerate(self.subjects):
             outs = [r for r in recs if r.evid in (0, 2)]
             for j, r in enumerate(outs):
@@ -96,7 +97,7 @@ class JointLoglik:
                     raise DataFormatError(f"{where}: observation without DV")
                 if r.cens != 0 and not (np.isfinite(r.lloq) and (r.lloq > 0 or spec.error.model != "lognormal")):
                     raise DataFormatError(f"{where}: censored observation needs a finite limit (LLOQ or DV), got {r.lloq!r}")
-                self._kind[i, j], self._obs_k[i, j] = 1, k
+                self._kind[i, j], self._obs_k[i, j], self._row[i, j] = 1, k, r.row
                 self._y[i, j] = r.dv if np.isfinite(r.dv) else 0.0
                 self._cens[i, j], self._limit[i, j] = r.cens, r.lloq if np.isfinite(r.lloq) else 1.0
         self._obs_out = np.array([sym.output_names.index(spec.output) for spec in model.observations], dtype=np.int32)
@@ -153,6 +154,29 @@ class JointLoglik:
         out_index = jnp.asarray(self._obs_out)[jnp.asarray(self._obs_k)]
         pred = jnp.take_along_axis(outs, out_index[:, :, None], axis=2)[:, :, 0]
         return jnp.where(jnp.asarray(self._kind == 1), pred, 0.0), status
+
+    def unweightable_observations(self, theta, cov=None) -> list[str]:
+        """Observation rows that no residual SD can weight at parameters ``theta`` (B, P):
+        a proportional error where the prediction is exactly 0 (e.g. a pre-dose sample: the
+        SD is 0 and the likelihood is not finite) or a log-normal error where it is <= 0.
+        Returns one line per row, naming the subject, row and time."""
+        b = len(self.subjects)
+        if cov is None:
+            cov = np.tile([c.value for c in self.model.covariates], (b, 1)).reshape(b, len(self.model.covariates))
+        pred, _ = self._predict(jnp.asarray(theta), jnp.asarray(cov))
+        pred = np.asarray(pred)
+        problems = []
+        for k, spec in enumerate(self.model.observations):
+            if spec.error.model == "proportional":
+                bad = pred == 0.0
+            elif spec.error.model == "lognormal":
+                bad = pred <= 0.0
+            else:
+                continue
+            for i, j in zip(*np.nonzero(bad & (self._kind == 1) & (self._obs_k == k) & (self._cens == 0))):
+                problems.append(f"subject {self.subjects[i].subject!r} row {self._row[i, j] + 1} (time {self._out_times[i, j]:g}, "
+                                f"{spec.name}): prediction {pred[i, j]:g} under a {spec.error.model} error model")
+        return problems
 
     def observations(self) -> dict[str, np.ndarray]:
         """The observation rows, flattened in subject then time order: ``subject`` (index),
