@@ -34,7 +34,7 @@ def test_pk1_oral_nuts_fit_of_theophylline_agrees_with_nlme():
         fit = il2pkpd.fit(model, HERE / "data.csv", draws=300, tune=300, chains=2, sampler="nutpie", seed=1, predictive_draws=0)
     # short chains earn convergence warnings (ka mixes slowly); nothing else may be raised
     others = [str(w.message) for w in caught if not issubclass(w.category, il2pkpd.Il2pkpdWarning)]
-    assert not [m for m in others if "Potentials" not in m], others
+    assert not others, others
     assert fit.info["n_subjects"] == ref["n_subjects"] == 12
     post = fit.idata["posterior"]
     want = {**ref["typical"], **{f"omega_{k}": v for k, v in ref["omega"].items()}, "sigma_cp": ref["sigma_cp"]}

@@ -158,7 +158,10 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         else:
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed, progressbar=progressbar,
                               compile_kwargs={"mode": "JAX"})
-        prior = pm.sample_prior_predictive(draws=max(100, predictive_draws), var_names=var_names, random_seed=seed)
+        with warnings.catch_warnings():
+            # the Potential is the likelihood: the prior group must ignore it, which is what PyMC warns about
+            warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
+            prior = pm.sample_prior_predictive(draws=max(100, predictive_draws), var_names=var_names, random_seed=seed)
     info["sampling_wall_time_s"] = time.perf_counter() - t0
     groups = {name: idata[name].to_dataset() for name in idata.children}
     groups["prior"] = prior["prior"].to_dataset()
