@@ -31,6 +31,7 @@ Model: benchmarks/sbc/pk_treg.toml. Results: benchmarks/results/sbc-*.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -59,7 +60,7 @@ def design_records(dv_conc=None, dv_treg=None):
         for j, t in enumerate(TREG_TIMES):
             recs.append(Record(t, 0, cmt=1, dvid=2, dv=1.0 if dv_treg is None else float(dv_treg[i, j])))
         recs.sort(key=lambda r: (r.time, -r.evid))
-        out.append(Records([type(r)(**{**r.__dict__, "row": k}) for k, r in enumerate(recs)], subject=i + 1))
+        out.append(Records([dataclasses.replace(r, row=k) for k, r in enumerate(recs)], subject=i + 1))
     return out
 
 

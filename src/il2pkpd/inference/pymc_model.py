@@ -71,7 +71,7 @@ def build_pymc_model(model, subjects: Sequence[Records], *, options: SolverOptio
     n = len(subjects)
     ids = [r.subject if r.subject is not None else i + 1 for i, r in enumerate(subjects)]
     if cov is None:
-        cov = np.tile([c.value for c in model.covariates], (n, 1)).reshape(n, len(model.covariates))
+        cov = loglik.default_cov()
     # A row with zero prediction under a proportional error has no finite likelihood for
     # any parameter value: say which rows, rather than let the sampler fail on NaN.
     problems = loglik.unweightable_observations(np.tile([p.value for p in model.parameters], (n, 1)), cov)

@@ -155,14 +155,17 @@ class JointLoglik:
         pred = jnp.take_along_axis(outs, out_index[:, :, None], axis=2)[:, :, 0]
         return jnp.where(jnp.asarray(self._kind == 1), pred, 0.0), status
 
+    def default_cov(self) -> np.ndarray:
+        """(B, C) covariates at the model file's values, one row per subject."""
+        b = len(self.subjects)
+        return np.tile([c.value for c in self.model.covariates], (b, 1)).reshape(b, len(self.model.covariates))
+
     def unweightable_observations(self, theta, cov=None) -> list[str]:
         """Observation rows that no residual SD can weight at parameters ``theta`` (B, P):
         a proportional error where the prediction is exactly 0 (e.g. a pre-dose sample: the
         SD is 0 and the likelihood is not finite) or a log-normal error where it is <= 0.
         Returns one line per row, naming the subject, row and time."""
-        b = len(self.subjects)
-        if cov is None:
-            cov = np.tile([c.value for c in self.model.covariates], (b, 1)).reshape(b, len(self.model.covariates))
+        cov = self.default_cov() if cov is None else cov
         pred, _ = self._predict(jnp.asarray(theta), jnp.asarray(cov))
         pred = np.asarray(pred)
         problems = []
@@ -189,9 +192,8 @@ class JointLoglik:
     def __call__(self, theta, cov=None, error_params: Mapping | None = None):
         """Evaluate (jitted). ``theta`` (B, P) in declared units; ``cov`` (B, C) defaults to
         the model's covariate values; ``error_params`` to the model file's."""
-        b = len(self.subjects)
         if cov is None:
-            cov = np.tile([c.value for c in self.model.covariates], (b, 1)).reshape(b, len(self.model.covariates))
+            cov = self.default_cov()
         if error_params is None:
             error_params = default_error_params(self.model)
         for spec in self.model.observations:
