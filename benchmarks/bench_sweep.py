@@ -31,6 +31,7 @@ import numpy as np
 
 import il2pkpd
 from il2pkpd.design.sweep_design import IVORY_DEFAULT_METRICS, SweepDesign, regimens_from_flags
+from il2pkpd.io.output import atomic_write
 
 
 def design(draws: int, fit: str | None) -> SweepDesign:
@@ -123,7 +124,7 @@ def main() -> None:
               "cells": len(d.cells()), "population": "fit ivory-published" if fit else "prior", "runs": runs, "scipy": base,
               "ratio_vs_scipy": {str(r["workers"]): base["extrapolated_s"] / r["wall_s"] for r in runs}}
     out = Path(__file__).parent / "results" / f"sweep-cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=1))
+    atomic_write(out, lambda p: p.write_text(json.dumps(result, indent=1)))
     print(f"wrote {out}")
 
 

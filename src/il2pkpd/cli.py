@@ -191,8 +191,11 @@ def fit(
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
     tune: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 1000,
     chains: Annotated[int, typer.Option(help="Chains.")] = 4,
-    sampler: Annotated[str, typer.Option(help="nutpie (default), pymc or map.")] = "nutpie",
+    sampler: Annotated[str, typer.Option(help="nutpie (default), pymc, numpyro, blackjax or map.")] = "nutpie",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    solver: Annotated[str, typer.Option(help="ODE solver of the likelihood: tsit5 (default) or rodas4 (stiff: years of event follow-up).")] = "tsit5",
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver (NONMEM's TOL=6 is ~1e-6).")] = 1e-6,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = 1e-9,
 ) -> None:
     """Fit a model to a dataset by NUTS (or MAP) and write the fit folder."""
     import warnings
@@ -203,13 +206,15 @@ def fit(
     from .io.fits import write_fit
     from .io.model_file import load_model
     from .io.nonmem import read_nonmem_csv
+    from .solve import SolverOptions
 
+    options = SolverOptions(solver=solver, rtol=rtol, atol=atol)  # checked before the (slow) data and model work
     m = load_model(model)
     d = read_nonmem_csv(data)
     console = Console(stderr=True)
     with console.status(f"fitting {m.name} to {data} ({sampler}) ..."), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run(m, d, draws=draws, tune=tune, chains=chains, sampler=sampler, seed=seed, progressbar=False)
+        result = run(m, d, draws=draws, tune=tune, chains=chains, sampler=sampler, seed=seed, options=options, progressbar=False)
     for w in caught:
         if issubclass(w.category, UserWarning):
             typer.echo(f"warning: {w.message}", err=True)
@@ -244,6 +249,8 @@ def sweep(
     param: Annotated[Optional[list[str]], typer.Option(help="Parameter grid NAME=V1,V2,... (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     solver: Annotated[Optional[str], typer.Option(help="rodas4 (default: stiff follow-up) or tsit5.")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance of the ODE solver (default 1e-4: metrics to ~4 digits).")] = None,
+    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance, in the states' declared units (default 1e-7).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Dask LocalCluster worker processes (default: one per CPU core, at most one per chunk); 0 runs in this process without Dask.")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler, e.g. tcp://host:8786.")] = None,
     chunk_draws: Annotated[Optional[int], typer.Option(help="Draws per chunk (default: up to 4,096 solves per chunk).")] = None,
@@ -256,7 +263,7 @@ def sweep(
     from .design.sweep_design import IVORY_DEFAULT_METRICS, SweepDesign, design_from_toml, regimens_from_flags
     from .io.sweep_run import prepare_sweep, run_sweep
 
-    overrides = {"horizon": horizon, "draws": draws, "subjects": subjects, "seed": seed, "solver": solver, "fit": fit, "prior": prior or None}
+    overrides = {"horizon": horizon, "draws": draws, "subjects": subjects, "seed": seed, "solver": solver, "rtol": rtol, "atol": atol, "fit": fit, "prior": prior or None}
     if metrics:
         overrides["metrics"] = tuple(x.strip() for x in metrics.split(";") if x.strip())
     if target:

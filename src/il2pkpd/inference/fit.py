@@ -24,7 +24,8 @@ from .pymc_model import build_pymc_model, estimated_parameters
 
 __all__ = ["Fit", "fit", "model_hash", "data_hash", "SAMPLERS"]
 
-SAMPLERS = ("nutpie", "pymc", "map")
+SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax", "map")
+_JAX_SAMPLERS = ("numpyro", "blackjax")
 
 
 def data_hash(subjects) -> str:
@@ -101,7 +102,10 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     draws, tune, chains
         NUTS settings (ignored by ``"map"``).
     sampler
-        ``"nutpie"``, ``"pymc"`` or ``"map"``.
+        ``"nutpie"`` (default: Rust NUTS, chains in threads), ``"pymc"`` (PyMC's NUTS, chains
+        one after another), ``"numpyro"`` or ``"blackjax"`` (through PyMC's JAX backend;
+        chains vectorised in one process: reverse-mode diffrax under ``jax.pmap`` fails, see
+        ``shared/design/STACK.md``), or ``"map"`` (posterior mode, no sampling).
     seed
         Random seed.
     options
@@ -129,6 +133,8 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     for name, v in (("draws", draws), ("tune", tune), ("chains", chains)):
         if int(v) != v or v < (1 if name != "tune" else 0):
             raise OptionError(f"`{name}` must be a positive integer, got {v!r}")
+    if sampler in _JAX_SAMPLERS:
+        _require_package(sampler)
     options = options or SolverOptions(rtol=1e-6, atol=1e-9)
     subjects = _subjects(data, model)
     t0 = time.perf_counter()
@@ -155,6 +161,9 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         if sampler == "nutpie":
             idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="nutpie", random_seed=seed, progressbar=progressbar,
                               backend="jax", compile_kwargs={"gradient_backend": "jax"})
+        elif sampler in _JAX_SAMPLERS:
+            idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler=sampler, random_seed=seed, progressbar=progressbar,
+                              nuts={"chain_method": "vectorized"})
         else:
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed, progressbar=progressbar,
                               compile_kwargs={"mode": "JAX"})
@@ -179,6 +188,22 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     estimates = {k: float(summary.loc[k, "mean"]) for k in var_names}
     info["divergences"] = int(np.asarray(idata["sample_stats"]["diverging"].values).sum()) if "sample_stats" in idata.children else 0
     return Fit(model.name, summary, info, estimates, idata)
+
+
+def _require_package(sampler: str) -> None:
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec(sampler) is None:
+        raise OptionError(f"sampler={sampler!r} needs the {sampler!r} package, which is not installed: "
+                          f"pip install 'il2pkpd[samplers]' (or pip install {sampler}); 'nutpie' needs nothing more")
+    if sampler == "blackjax":
+        version = importlib.metadata.version("blackjax")
+        if tuple(int(x) for x in version.split(".")[:2] if x.isdigit()) >= (1, 6):
+            # PyMC passes `progress_bar` to window_adaptation, which BlackJAX >= 1.6 forwards
+            # to the NUTS kernel: a TypeError at the first warm-up step (pymc-devs/pymc#8367)
+            raise OptionError(f"sampler='blackjax' fails with BlackJAX {version} under this PyMC (pymc-devs/pymc#8367): "
+                              "pip install 'blackjax<1.6', or use sampler='nutpie' or 'numpyro'")
 
 
 def _warn_convergence(idata, summary) -> None:
