@@ -57,7 +57,8 @@ def timed_sweep(d: SweepDesign, workers: int) -> dict:
     solves = len(res.table)
     return {"workers": workers, "wall_s": wall, "chunks": n_chunks, "solves": solves, "failed": int((res.table["status"] != 0).sum()),
             "first_chunk_s": float(chunk_times[0]), "warm_chunk_s": warm, "compile_s": compile_s,
-            "solves_per_s_after_compile": solves / (wall - (compile_s if workers == 0 else 0.0)), "summary": res.summary}
+            "solves_per_s_after_compile": solves / (wall - (compile_s if workers == 0 else 0.0)), "summary": res.summary,
+            "table": res.table}
 
 
 def scipy_sample(d: SweepDesign, n: int, seed: int = 0) -> dict:
@@ -116,7 +117,7 @@ def main() -> None:
     runs = []
     for w in (int(x) for x in args.workers.split(",")):
         r = timed_sweep(d, w)
-        runs.append({k: v for k, v in r.items() if k != "summary"})
+        runs.append({k: v for k, v in r.items() if k not in ("summary", "table")})
         print(json.dumps(runs[-1]), flush=True)
     base = scipy_sample(d, args.scipy_sample)
     print(json.dumps(base), flush=True)

@@ -194,12 +194,14 @@ def _require_package(sampler: str) -> None:
     import importlib.metadata
     import importlib.util
 
+    from packaging.version import Version
+
     if importlib.util.find_spec(sampler) is None:
         raise OptionError(f"sampler={sampler!r} needs the {sampler!r} package, which is not installed: "
                           f"pip install 'il2pkpd[samplers]' (or pip install {sampler}); 'nutpie' needs nothing more")
     if sampler == "blackjax":
         version = importlib.metadata.version("blackjax")
-        if tuple(int(x) for x in version.split(".")[:2] if x.isdigit()) >= (1, 6):
+        if Version(version).release[:2] >= (1, 6):
             # PyMC passes `progress_bar` to window_adaptation, which BlackJAX >= 1.6 forwards
             # to the NUTS kernel: a TypeError at the first warm-up step (pymc-devs/pymc#8367)
             raise OptionError(f"sampler='blackjax' fails with BlackJAX {version} under this PyMC (pymc-devs/pymc#8367): "
