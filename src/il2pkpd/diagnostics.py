@@ -78,8 +78,7 @@ def gof_table(fit, model, subjects):
         raise OptionError(f"`subjects` have {loglik.observations()['dv'].size} observations, the fit {obs.sizes['obs']}: pass the records the fit used")
     typical = np.array([float(fit.estimates.get(p.name, p.value)) for p in model.parameters])
     n = len(subjects)
-    cov = np.tile([c.value for c in model.covariates], (n, 1)).reshape(n, len(model.covariates))
-    pred_all, _ = loglik._predict(jnp.tile(jnp.asarray(typical), (n, 1)), jnp.asarray(cov))
+    pred_all, _ = loglik._predict(jnp.tile(jnp.asarray(typical), (n, 1)), jnp.asarray(loglik.default_cov()))
     o = loglik.observations()
     pred = np.asarray(pred_all)[o["subject"], o["slot"]]
     yrep = np.asarray(pp["dv"].values).reshape(-1, obs.sizes["obs"])
@@ -142,7 +141,7 @@ def pc_vpc(fit, model, subjects, observation: str, *, n_rep: int = 100, bins: in
     if sel.sum() < 3:
         raise OptionError(f"observation {observation!r} has {int(sel.sum())} uncensored rows; a VPC needs at least 3")
     n = len(subjects)
-    cov = jnp.asarray(np.tile([c.value for c in model.covariates], (n, 1)).reshape(n, len(model.covariates)))
+    cov = jnp.asarray(loglik.default_cov())
     typical = np.array([float(fit.estimates.get(p.name, p.value)) for p in model.parameters])
     pred_pop = np.asarray(loglik._predict(jnp.tile(jnp.asarray(typical), (n, 1)), cov)[0])[o["subject"], o["slot"]][sel]
     times, dv = o["time"][sel], o["dv"][sel]

@@ -177,8 +177,8 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     if predictive_draws:
         from .posterior import derived_groups
 
-        cov = np.tile([c.value for c in model.covariates], (len(subjects), 1)).reshape(len(subjects), len(model.covariates))
-        groups.update(derived_groups(model, pmodel.il2pkpd_loglik, groups["posterior"], cov, max_draws=predictive_draws, seed=seed))
+        loglik = pmodel.il2pkpd_loglik
+        groups.update(derived_groups(model, loglik, groups["posterior"], loglik.default_cov(), max_draws=predictive_draws, seed=seed))
     import xarray as xr
 
     idata = xr.DataTree.from_dict(groups)
