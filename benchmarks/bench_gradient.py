@@ -29,7 +29,7 @@ from il2pkpd.design import designs, simulate_trial
 from il2pkpd.inference.pymc_model import estimated_parameters
 from il2pkpd.io.nonmem import from_dataframe
 from il2pkpd.io.output import atomic_write
-from il2pkpd.likelihood import JointLoglik, default_error_params
+from il2pkpd.likelihood import JointLoglik, default_error_params, subject_data
 from il2pkpd.solve import SolverOptions, solve_scipy
 
 
@@ -46,11 +46,12 @@ def main() -> None:
     if not args.events:
         design = type(design)(design.name, design.arms, design.samples, source=design.source)
     table = simulate_trial(design, model, seed=1)
-    subjects = from_dataframe(table).subject_records(model)
+    dataset = from_dataframe(table)
+    subjects = dataset.subject_records(model)
     n = len(subjects)
-    loglik = JointLoglik(model, subjects, SolverOptions(rtol=rtol, atol=atol, solver=args.solver))
+    loglik = JointLoglik(model, subject_data(model, dataset), SolverOptions(rtol=rtol, atol=atol, solver=args.solver))
     theta = jnp.tile(jnp.array([p.value for p in model.parameters]), (n, 1))
-    cov = jnp.tile(jnp.array([c.value for c in model.covariates]), (n, 1))
+    cov = jnp.asarray(loglik.covariates())  # the dataset's covariate columns
     errors = default_error_params(model)
     value = jax.jit(lambda th: loglik._loglik(th, cov, errors)[0])
     grad = jax.jit(jax.grad(lambda th: loglik._loglik(th, cov, errors)[0]))

@@ -69,10 +69,10 @@ md("""## 4. Diagnostics
 Convergence (R-hat, ESS, divergences) is in the summary and the warnings above. ArviZ's trace
 and rank plots apply directly to `result.idata`. Below: GOF panels, a prediction-corrected VPC
 of the Treg data, and leave-one-subject-out PSIS-LOO.""")
-code("""subjects = data.subject_records(fit_model)
-gof = diagnostics.gof_table(result, fit_model, subjects)
+code("""# the dataset itself (records and covariate columns), as given to fit()
+gof = diagnostics.gof_table(result, fit_model, data)
 plot_gof(gof);""")
-code("""vpc = diagnostics.pc_vpc(result, fit_model, subjects, "treg", n_rep=20 if SMALL else 200, bins=4 if SMALL else 7)
+code("""vpc = diagnostics.pc_vpc(result, fit_model, data, "treg", n_rep=20 if SMALL else 200, bins=4 if SMALL else 7)
 plot_vpc(vpc, "pcVPC: Treg (synthetic virtual IVORY trial)")
 vpc""")
 code("""try:

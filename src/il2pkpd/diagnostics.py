@@ -58,6 +58,7 @@ def loo(fit):
 
 
 def gof_table(fit, model, subjects):
+    # ``subjects``: what the fit was given (a dataset, a SubjectData, or records), see likelihood.subject_data
     """One row per observation: DV, PRED, IPRED and residuals (a pandas DataFrame).
 
     * PRED: the model at the posterior-mean typical values with random effects 0;
@@ -69,16 +70,16 @@ def gof_table(fit, model, subjects):
     import jax.numpy as jnp
     import pandas as pd
 
-    from .likelihood import JointLoglik
+    from .likelihood import JointLoglik, subject_data
 
     _require(fit, "posterior_predictive", "observed_data")
     pp, obs = fit.idata["posterior_predictive"].to_dataset(), fit.idata["observed_data"].to_dataset()
-    loglik = JointLoglik(model, list(subjects))
+    loglik = JointLoglik(model, subject_data(model, subjects))
     if loglik.observations()["dv"].size != obs.sizes["obs"]:
-        raise OptionError(f"`subjects` have {loglik.observations()['dv'].size} observations, the fit {obs.sizes['obs']}: pass the records the fit used")
+        raise OptionError(f"`subjects` have {loglik.observations()['dv'].size} observations, the fit {obs.sizes['obs']}: pass the data the fit used")
     typical = np.array([float(fit.estimates.get(p.name, p.value)) for p in model.parameters])
-    n = len(subjects)
-    pred_all, _ = loglik._predict(jnp.tile(jnp.asarray(typical), (n, 1)), jnp.asarray(loglik.default_cov()))
+    n = len(loglik.subjects)
+    pred_all, _ = loglik._predict(jnp.tile(jnp.asarray(typical), (n, 1)), jnp.asarray(loglik.covariates()))
     o = loglik.observations()
     pred = np.asarray(pred_all)[o["subject"], o["slot"]]
     yrep = np.asarray(pp["dv"].values).reshape(-1, obs.sizes["obs"])
@@ -128,20 +129,20 @@ def pc_vpc(fit, model, subjects, observation: str, *, n_rep: int = 100, bins: in
     import jax.numpy as jnp
     import pandas as pd
 
-    from .likelihood import JointLoglik, residual_sd
+    from .likelihood import JointLoglik, residual_sd, subject_data
 
     names = [o.name for o in model.observations]
     if observation not in names:
         raise OptionError(f"`observation` must be one of {names}, got {observation!r}")
     spec = model.observations[names.index(observation)]
-    loglik = JointLoglik(model, list(subjects))
+    loglik = JointLoglik(model, subject_data(model, subjects))
     o = loglik.observations()
     sel = o["observation"] == names.index(observation)
     sel &= o["cens"] == 0
     if sel.sum() < 3:
         raise OptionError(f"observation {observation!r} has {int(sel.sum())} uncensored rows; a VPC needs at least 3")
-    n = len(subjects)
-    cov = jnp.asarray(loglik.default_cov())
+    n = len(loglik.subjects)
+    cov = jnp.asarray(loglik.covariates())
     typical = np.array([float(fit.estimates.get(p.name, p.value)) for p in model.parameters])
     pred_pop = np.asarray(loglik._predict(jnp.tile(jnp.asarray(typical), (n, 1)), cov)[0])[o["subject"], o["slot"]][sel]
     times, dv = o["time"][sel], o["dv"][sel]
@@ -209,9 +210,16 @@ def km_vpc(fit, model, subjects, event: str, *, n_rep: int = 100, grid: Sequence
 
     from .simulation import simulate
 
+    from .likelihood import subject_data
+
     names = [e.name for e in model.events]
     if event not in names:
         raise OptionError(f"`event` must be one of {names}, got {event!r}")
+    data = subject_data(model, subjects)
+    if data.row_cov is not None:
+        raise OptionError("km_vpc simulates each subject with its first-record covariates; covariates that change within a subject "
+                          "are not supported here")
+    subjects = data.records
     obs_t, obs_d = [], []
     for recs in subjects:
         rows = [r for r in recs if r.evid == 0 and r.event == event]
@@ -223,7 +231,9 @@ def km_vpc(fit, model, subjects, event: str, *, n_rep: int = 100, grid: Sequence
     obs_t, obs_d = np.asarray(obs_t), np.asarray(obs_d)
     grid = np.linspace(0.0, obs_t.max(), 50) if grid is None else np.asarray(grid, dtype=float)
     observed = _kaplan_meier(obs_t, obs_d, grid)
-    with_event = [recs for recs in subjects if any(r.evid == 0 and r.event == event for r in recs)]
+    keep = [i for i, recs in enumerate(subjects) if any(r.evid == 0 and r.event == event for r in recs)]
+    with_event = [subjects[i] for i in keep]
+    cov = {c.name: data.cov[keep, j] for j, c in enumerate(model.covariates)}
     n = len(with_event)
     thetas = population_theta_draws(fit, model, n, n_rep, seed)
     rng = np.random.default_rng(seed + 2)
@@ -234,7 +244,7 @@ def km_vpc(fit, model, subjects, event: str, *, n_rep: int = 100, grid: Sequence
     dose_only = [Records([r for r in recs if r.evid != 0 and r.evid != 2] or [Record(time=0.0, evid=2)], subject=recs.subject) for recs in with_event]
     for r in range(n_rep):
         table = {p.name: thetas[r, :, j] for j, p in enumerate(model.parameters)}
-        ds = simulate(model, dose_only, fine, subject_params=table)
+        ds = simulate(model, dose_only, fine, subject_params=table, covariates=cov or None)
         cum = np.asarray(ds[f"cumhaz_{event}"].values)
         u = rng.random(n)
         t_sim = np.empty(n)

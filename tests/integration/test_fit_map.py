@@ -42,7 +42,7 @@ def test_map_recovers_typical_values_from_synthetic_data():
     ]
     pmodel = build_pymc_model(model, subjects)
     assert {"ka", "omega_ka", "z_ka", "eta_ka", "sigma_cp"} <= set(pmodel.named_vars)
-    est = fit_map(model, subjects)
+    est, _ = fit_map(model, subjects)
     for name, value in TRUTH.items():
         assert float(est[name]) == pytest.approx(value, rel=0.25), name
     assert float(est["sigma_cp"]) == pytest.approx(0.1, rel=0.3)

@@ -19,7 +19,7 @@ from scipy import stats
 import il2pkpd
 from il2pkpd.design import Arm, Sample, TrialDesign, simulate_trial
 from il2pkpd.io.nonmem import from_dataframe
-from il2pkpd.likelihood import JointLoglik, default_error_params
+from il2pkpd.likelihood import JointLoglik, default_error_params, subject_data
 from il2pkpd.solve import SolverOptions
 
 
@@ -40,7 +40,7 @@ def data(ivory):
 
 def test_loglik_value_matches_scipy_on_simulated_predictions(ivory, data):
     tab, subjects = data
-    L = JointLoglik(ivory, subjects, SolverOptions(rtol=1e-10, atol=1e-14))
+    L = JointLoglik(ivory, subject_data(ivory, from_dataframe(tab)), SolverOptions(rtol=1e-10, atol=1e-14))
     theta = np.tile([p.value for p in ivory.parameters], (3, 1))
     total, per_subject, status = L(theta)
     assert (np.asarray(status) == 0).all() and L.n_observations == 2 * 10 + 7 and L.n_events == 3  # placebo has no PK samples
@@ -64,8 +64,8 @@ def test_loglik_value_matches_scipy_on_simulated_predictions(ivory, data):
 
 @pytest.mark.parametrize("solver", ["tsit5", "rodas4"])
 def test_gradient_matches_central_finite_differences(ivory, data, solver):
-    _, subjects = data
-    L = JointLoglik(ivory, subjects, SolverOptions(rtol=1e-10, atol=1e-14, solver=solver))
+    tab, subjects = data
+    L = JointLoglik(ivory, subject_data(ivory, from_dataframe(tab)), SolverOptions(rtol=1e-10, atol=1e-14, solver=solver))
     cov = jnp.tile(jnp.array([c.value for c in ivory.covariates]), (3, 1))
     errors = default_error_params(ivory)
     names = list(ivory.parameter_names)
@@ -83,8 +83,8 @@ def test_gradient_matches_central_finite_differences(ivory, data, solver):
 
 
 def test_error_parameters_are_validated(ivory, data):
-    _, subjects = data
-    L = JointLoglik(ivory, subjects)
+    tab, subjects = data
+    L = JointLoglik(ivory, subject_data(ivory, from_dataframe(tab)))
     theta = np.tile([p.value for p in ivory.parameters], (3, 1))
     bad = default_error_params(ivory)
     bad["tbr"] = {"add": -0.1}

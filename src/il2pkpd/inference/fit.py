@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import Il2pkpdWarning, OptionError
 from ..model import model_hash as model_hash
 from ..solve import SolverOptions
-from .pymc_model import build_pymc_model, estimated_parameters
+from ..likelihood import SubjectData, subject_data
+from .pymc_model import MAP_GRADIENT_TOL, build_pymc_model, estimated_parameters
 
 __all__ = ["Fit", "fit", "model_hash", "data_hash", "SAMPLERS"]
 
@@ -28,10 +29,13 @@ SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax", "map")
 _JAX_SAMPLERS = ("numpyro", "blackjax")
 
 
-def data_hash(subjects) -> str:
-    """SHA-256 of the records the fit used."""
+def data_hash(data: SubjectData) -> str:
+    """SHA-256 of the records and covariates the fit used."""
     h = hashlib.sha256()
-    for recs in subjects:
+    h.update(np.ascontiguousarray(data.cov, dtype=float).tobytes())
+    for j, v in sorted((data.row_cov or {}).items()):
+        h.update(repr(j).encode() + np.ascontiguousarray(v, dtype=float).tobytes())
+    for recs in data.records:
         h.update(repr(recs.subject).encode())
         for r in recs:
             h.update(repr((r.time, r.evid, r.amt, r.cmt, r.rate, r.ii, r.addl, r.ss, r.dvid, r.dv, r.cens, r.lloq, r.event)).encode())
@@ -77,19 +81,16 @@ class Fit:
         return out
 
 
-def _subjects(data, model):
+def _subject_data(data, model, covariates=None) -> SubjectData:
     if isinstance(data, (str, Path)):
         from ..io.nonmem import read_nonmem_csv
 
         data = read_nonmem_csv(data)
-    if hasattr(data, "subject_records"):
-        data.validate(model, require_dv=True)
-        return data.subject_records(model)
-    return list(data)
+    return subject_data(model, data, covariates)
 
 
 def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sampler: str = "nutpie", seed: int = 0,
-        options: SolverOptions | None = None, progressbar: bool = False, predictive_draws: int = 200) -> Fit:
+        options: SolverOptions | None = None, progressbar: bool = False, predictive_draws: int = 200, covariates=None) -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -97,8 +98,9 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     model
         A model (priors and IIV from its file; see :func:`build_pymc_model`).
     data
-        Dataset (validated with DV required), the path of a NONMEM-format CSV file, or
-        per-subject records.
+        Dataset (validated with DV required; covariates from its columns, time-varying ones
+        by NONMEM's rule), the path of a NONMEM-format CSV file, per-subject records (with
+        ``covariates``), or a :class:`~il2pkpd.likelihood.SubjectData`.
     draws, tune, chains
         NUTS settings (ignored by ``"map"``).
     sampler
@@ -115,6 +117,10 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     predictive_draws
         Posterior draws (evenly thinned) used for the ``log_likelihood`` (per subject) and
         ``posterior_predictive`` groups; 0 skips them.
+    covariates
+        With records only: covariate name -> a number or one value per subject (required
+        when the model has covariates). A dataset gives them as columns; a missing column
+        is an error, never a silent default.
 
     Returns
     -------
@@ -136,7 +142,7 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     if sampler in _JAX_SAMPLERS:
         _require_package(sampler)
     options = options or SolverOptions(rtol=1e-6, atol=1e-9)
-    subjects = _subjects(data, model)
+    subjects = _subject_data(data, model, covariates)
     t0 = time.perf_counter()
     pmodel = build_pymc_model(model, subjects, options=options)
     names = estimated_parameters(model)
@@ -145,14 +151,22 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     var_names = names + omegas + sigmas
     info = {
         "il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data_hash": data_hash(subjects),
-        "n_subjects": len(subjects), "seed": seed, "sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
+        "n_subjects": len(subjects), "seed": seed, "sampler": sampler,
         "solver": {"solver": options.solver, "rtol": options.rtol, "atol": options.atol},
     }
+    if sampler != "map":  # a MAP fit records only what it used
+        info.update(draws=draws, tune=tune, chains=chains)
     if sampler == "map":
         from .pymc_model import fit_map
 
-        est = fit_map(model, subjects, options=options, seed=seed)
+        est, optimizer = fit_map(model, subjects, options=options, seed=seed)
+        info["optimizer"] = optimizer
         info["wall_time_s"] = time.perf_counter() - t0
+        if not optimizer["converged"]:
+            warnings.warn(f"MAP did not converge: {optimizer['message']} after {optimizer['iterations']} iterations "
+                          f"({optimizer['evaluations']} evaluations), largest gradient component {optimizer['gradient_norm']:.3g} "
+                          f"(converged means < {MAP_GRADIENT_TOL:g}); the estimates are where the optimiser stopped, not a mode. "
+                          "Check the priors' scales and starting values (the model file's values)", Il2pkpdWarning, stacklevel=2)
         import pandas as pd
 
         summary = pd.DataFrame({"map": {k: float(est[k]) for k in var_names}})
@@ -178,7 +192,7 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         from .posterior import derived_groups
 
         loglik = pmodel.il2pkpd_loglik
-        groups.update(derived_groups(model, loglik, groups["posterior"], loglik.default_cov(), max_draws=predictive_draws, seed=seed))
+        groups.update(derived_groups(model, loglik, groups["posterior"], loglik.covariates(), max_draws=predictive_draws, seed=seed))
     import xarray as xr
 
     idata = xr.DataTree.from_dict(groups)

@@ -22,10 +22,10 @@ import numpy as np
 
 from ..dosing import Records
 from ..errors import DataFormatError, ModelSpecError
-from ..likelihood import JointLoglik
+from ..likelihood import JointLoglik, SubjectData
 from ..solve import SolverOptions
 
-__all__ = ["build_pymc_model", "fit_map", "estimated_parameters"]
+__all__ = ["build_pymc_model", "fit_map", "estimated_parameters", "MAP_GRADIENT_TOL"]
 
 _ERROR_KEYS = {"additive": ("add",), "proportional": ("prop",), "combined": ("add", "prop"), "lognormal": ("sigma",)}
 
@@ -53,8 +53,11 @@ def _prior(pm, p):
     raise ModelSpecError(f"prior {kind!r} of `{p.name}` has no PyMC counterpart")  # pragma: no cover (validated in the spec)
 
 
-def build_pymc_model(model, subjects: Sequence[Records], *, options: SolverOptions | None = None, cov: np.ndarray | None = None):
+def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, options: SolverOptions | None = None):
     """The PyMC model of ``subjects`` under ``model`` (see the module docstring).
+
+    ``subjects`` carries the covariates (:func:`~il2pkpd.likelihood.subject_data`); records
+    alone are accepted only for a model without covariates.
 
     Returns
     -------
@@ -68,10 +71,10 @@ def build_pymc_model(model, subjects: Sequence[Records], *, options: SolverOptio
 
     options = options or SolverOptions(rtol=1e-6, atol=1e-9)
     loglik = JointLoglik(model, subjects, options)
+    subjects = loglik.subjects
     n = len(subjects)
     ids = [r.subject if r.subject is not None else i + 1 for i, r in enumerate(subjects)]
-    if cov is None:
-        cov = loglik.default_cov()
+    cov = loglik.covariates()
     # A row with zero prediction under a proportional error has no finite likelihood for
     # any parameter value: say which rows, rather than let the sampler fail on NaN.
     problems = loglik.unweightable_observations(np.tile([p.value for p in model.parameters], (n, 1)), cov)
@@ -118,19 +121,45 @@ def build_pymc_model(model, subjects: Sequence[Records], *, options: SolverOptio
     return pmodel
 
 
-def fit_map(model, subjects: Sequence[Records], *, options: SolverOptions | None = None, seed: int = 0, maxiter: int = 5000) -> dict:
+def fit_map(model, subjects: SubjectData | Sequence[Records], *, options: SolverOptions | None = None, seed: int = 0,
+            maxiter: int = 5000) -> tuple[dict, dict]:
     """Maximum a posteriori estimates (population parameters, omegas, sigmas, etas) as a
-    dict of arrays (dims without chain/draw).
+    dict of arrays (dims without chain/draw), and the optimiser's report.
 
     A fast path for notebooks and starting points; it is the joint mode over population
     parameters and random effects, not a marginal likelihood estimate (NONMEM's FOCE).
+
+    Returns
+    -------
+    estimates, optimizer
+        ``optimizer``: ``converged`` (L-BFGS-B reported success and the largest gradient
+        component of the log-posterior on the unconstrained scale is below
+        :data:`MAP_GRADIENT_TOL`), ``iterations``, ``evaluations``, ``gradient_norm`` (max
+        absolute component), ``message`` (SciPy's), ``log_posterior``. A fit that did not
+        converge is warned about (:class:`~il2pkpd.errors.Il2pkpdWarning`) by the caller.
     """
+    import warnings
+
     import pymc as pm
 
     pmodel = build_pymc_model(model, subjects, options=options)
-    with pmodel:
+    with pmodel, warnings.catch_warnings():
+        # PyMC's own "did not converge" UserWarning is replaced by ours, which says more
+        warnings.filterwarnings("ignore", message="The optimizer did not converge", category=UserWarning)
         # the whole graph in JAX: the wrapped likelihood then runs natively, not in numba object mode
         result = pm.find_MAP(progressbar=False, maxiter=maxiter, random_seed=seed, jitter=False,
                              return_inferencedata=True, compile_kwargs={"mode": "JAX"})
     post = result["posterior"]
-    return {name: np.asarray(post[name].values)[0, 0] for name in post.data_vars}
+    res = result["optimizer_result"].to_dataset()
+    jac = np.asarray(res["jac"].values, dtype=float)
+    grad = float(np.max(np.abs(jac))) if jac.size else 0.0
+    optimizer = {
+        "method": str(res["method"].values), "converged": bool(res["success"].values) and bool(np.isfinite(grad) and grad <= MAP_GRADIENT_TOL),
+        "iterations": int(res["nit"].values), "evaluations": int(res["nfev"].values), "gradient_norm": grad,
+        "message": str(res["message"].values), "log_posterior": -float(res["fun"].values), "maxiter": maxiter,
+    }
+    return {name: np.asarray(post[name].values)[0, 0] for name in post.data_vars}, optimizer
+
+
+#: largest |d log posterior / d x| (unconstrained scale) at which a MAP counts as converged
+MAP_GRADIENT_TOL = 1e-2

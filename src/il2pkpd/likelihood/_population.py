@@ -9,8 +9,12 @@ solve included) so that NUTS gets exact gradients:
 
 Observations map to outputs through the model's ``[observations]`` (DVID); censored rows
 (``cens`` = 1 / -1) use the M3 method with their ``lloq``; event rows (``event`` name) use
-``d log h(T) - H(T)`` from the event's hazard output and cumulative-hazard state. Failed
-solves give ``-inf`` for that subject (and a status), never an exception under JIT.
+``d log h(T) - [H(T) - H(0)]`` from the event's hazard output and cumulative-hazard state:
+the hazard counts from TIME 0 of the subject's clock (the solve of a model with events starts
+there, or at the first record if earlier, which is then a delayed entry at 0), whatever time
+the subject's first record has. Covariates are the data's (:class:`SubjectData`), constant or
+time-varying. Failed solves give ``-inf`` for that subject (and a status), never an
+exception under JIT.
 """
 
 from __future__ import annotations
@@ -22,13 +26,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..dosing import Records
+from ..dosing import Record, Records
 from ..errors import DataFormatError
-from ..solve import SolverOptions, build_events, make_batch_solver, stack_events
+from ..solve import SolverOptions, build_events, make_batch_solver, record_covariates, stack_events, stack_record_covariates
+from ._data import SubjectData, subject_data
 from ._residual import check_error_parameters, loglik_censored, loglik_observation
 from ._tte import loglik_time_to_event
 
 __all__ = ["JointLoglik", "default_error_params"]
+
+#: the output record added at TIME 0 to every subject of a model with events (row -1: not data)
+_ORIGIN = Record(time=0.0, evid=2)
+
+
+def _with_origin(records: Records) -> Records:
+    """``records`` with :data:`_ORIGIN` inserted before the first record at or after TIME 0."""
+    k = next((i for i, r in enumerate(records) if r.time >= 0.0), len(records))
+    return Records((*records[:k], _ORIGIN, *records[k:]), subject=records.subject)
 
 
 def default_error_params(model) -> dict[str, dict[str, float]]:
@@ -48,22 +62,33 @@ class JointLoglik:
     ----------
     model
         The model.
-    subjects
-        One :class:`~il2pkpd.dosing.Records` per subject; observation records carry ``dv``
-        (and optionally ``cens``/``lloq``), event rows an ``event`` name and ``dv`` 1/0.
+    data
+        A :class:`SubjectData` (records and covariates; see :func:`subject_data`), or one
+        :class:`~il2pkpd.dosing.Records` per subject for a model without covariates.
+        Observation records carry ``dv`` (and optionally ``cens``/``lloq``), event rows an
+        ``event`` name and ``dv`` 1/0.
     options
         Solver settings (tight tolerances for gradient checks).
     """
 
     model: object
-    subjects: Sequence[Records]
+    data: SubjectData | Sequence[Records]
     options: SolverOptions = SolverOptions()
 
     def __post_init__(self):
         model = self.model
         sym = model.symbolic
-        events = [build_events(r, model, output_rows="obs") for r in self.subjects]
+        self.data = subject_data(model, self.data)
+        self.subjects = self.data.records
+        # every subject of an event model gets an output at TIME 0: H(0) is subtracted, so the
+        # hazard counts from the clock's origin even when records start before it
+        solved = [_with_origin(r) if model.events else r for r in self.subjects]
+        events = [build_events(r, model, output_rows="obs") for r in solved]
         self._arrays, self._ss, self._out_times, self._t_start = stack_events(events)
+        self._time_varying = self.data.row_cov is not None
+        if self._time_varying:
+            rec = record_covariates(self.subjects, self.data.cov, self.data.row_cov)
+            self._arrays["rec_time"], self._arrays["rec_cov"] = stack_record_covariates(rec, self.data.cov.shape[1])
         b, o = self._out_times.shape
         obs_specs = {spec.dvid: (k, spec) for k, spec in enumerate(model.observations)}
         event_names = [e.name for e in model.events]
@@ -74,9 +99,12 @@ class JointLoglik:
         self._cens = np.zeros((b, o))
         self._limit = np.ones((b, o))
         self._row = np.full((b, o), -1)
-        for i, recs in enumerate(self.subjects):
+        self._origin = np.zeros(b, dtype=np.int32)  # output slot of TIME 0 (event models)
+        for i, recs in enumerate(solved):
             outs = [r for r in recs if r.evid in (0, 2)]
             for j, r in enumerate(outs):
+                if r is _ORIGIN:
+                    self._origin[i] = j
                 if r.evid != 0:
                     continue
                 where = f"subject {recs.subject!r} row {r.row + 1}"
@@ -85,6 +113,8 @@ class JointLoglik:
                         raise DataFormatError(f"{where}: event {r.event!r} is not an event of model {model.name!r}: {event_names}")
                     if r.dv not in (0.0, 1.0):
                         raise DataFormatError(f"{where}: an event row needs DV 1 (event) or 0 (censored), got {r.dv!r}")
+                    if not r.time > 0.0:
+                        raise DataFormatError(f"{where}: an event or censoring time must be after the hazard's origin TIME 0, got {r.time!r}")
                     self._kind[i, j], self._event_k[i, j], self._y[i, j] = 2, event_names.index(r.event), r.dv
                     continue
                 if r.dvid == 0 and len(obs_specs) == 1:
@@ -106,7 +136,7 @@ class JointLoglik:
         # On CPU subjects run one after another (no lockstep between subjects' adaptive
         # steps); on an accelerator they advance together.
         batching = "map" if jax.default_backend() == "cpu" else "vmap"
-        self._solver = make_batch_solver(model.compiled, self.options, batching=batching)
+        self._solver = make_batch_solver(model.compiled, self.options, time_varying_cov=self._time_varying, batching=batching)
         self._fn = jax.jit(self._loglik)
 
     @property
@@ -141,7 +171,8 @@ class JointLoglik:
                 continue
             h = jnp.where(mask, outs[:, :, self._haz_out[k]], 1.0)
             big_h = jnp.where(mask, states[:, :, self._cum_state[k]], 0.0)
-            ll = ll + jnp.where(mask, loglik_time_to_event(y, h, big_h), 0.0)
+            at_origin = states[jnp.arange(kind.shape[0]), jnp.asarray(self._origin), self._cum_state[k]][:, None]
+            ll = ll + jnp.where(mask, loglik_time_to_event(y, h, big_h, jnp.where(mask, at_origin, 0.0)), 0.0)
         per_subject = jnp.sum(ll, axis=1)
         per_subject = jnp.where(status == 0, per_subject, -jnp.inf)
         return jnp.sum(per_subject), per_subject, status
@@ -151,21 +182,22 @@ class JointLoglik:
         observation) and the solver status (B,)."""
         ev = {k: jnp.asarray(v) for k, v in self._arrays.items()}
         outs, _, status, _ = self._solver(ev, jnp.asarray(self._ss), jnp.asarray(self._out_times), jnp.asarray(self._t_start), theta, cov)
+        if not self.model.observations:  # an event-only model: no observation rows
+            return jnp.zeros(self._kind.shape), status
         out_index = jnp.asarray(self._obs_out)[jnp.asarray(self._obs_k)]
         pred = jnp.take_along_axis(outs, out_index[:, :, None], axis=2)[:, :, 0]
         return jnp.where(jnp.asarray(self._kind == 1), pred, 0.0), status
 
-    def default_cov(self) -> np.ndarray:
-        """(B, C) covariates at the model file's values, one row per subject."""
-        b = len(self.subjects)
-        return np.tile([c.value for c in self.model.covariates], (b, 1)).reshape(b, len(self.model.covariates))
+    def covariates(self) -> np.ndarray:
+        """(B, C) the subjects' covariates (from the data; time-varying ones at the first record)."""
+        return self.data.cov
 
     def unweightable_observations(self, theta, cov=None) -> list[str]:
         """Observation rows that no residual SD can weight at parameters ``theta`` (B, P):
         a proportional error where the prediction is exactly 0 (e.g. a pre-dose sample: the
         SD is 0 and the likelihood is not finite) or a log-normal error where it is <= 0.
         Returns one line per row, naming the subject, row and time."""
-        cov = self.default_cov() if cov is None else cov
+        cov = self.covariates() if cov is None else cov
         pred, _ = self._predict(jnp.asarray(theta), jnp.asarray(cov))
         pred = np.asarray(pred)
         problems = []
@@ -191,9 +223,9 @@ class JointLoglik:
 
     def __call__(self, theta, cov=None, error_params: Mapping | None = None):
         """Evaluate (jitted). ``theta`` (B, P) in declared units; ``cov`` (B, C) defaults to
-        the model's covariate values; ``error_params`` to the model file's."""
+        the data's covariates; ``error_params`` to the model file's."""
         if cov is None:
-            cov = self.default_cov()
+            cov = self.covariates()
         if error_params is None:
             error_params = default_error_params(self.model)
         for spec in self.model.observations:

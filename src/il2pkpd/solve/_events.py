@@ -125,6 +125,12 @@ def build_events(records: Records, model, output_rows: str = "all") -> SubjectEv
         raise RegimenError(f"subject {records.subject!r} has no records")
     arrays = {f: np.array([ev[f] for ev in rows], dtype=np.int32 if f in _INT_FIELDS else np.float64) for f in FIELDS}
     t_start = float(min(rec.time for rec in records))
+    if model.events:
+        # A cumulative hazard counts from the subject's clock origin, TIME 0, not from the
+        # first record: a subject whose data start later (one event/censoring row) is still
+        # at risk from 0. Records before 0 start the solve earlier; likelihoods then count
+        # the hazard from 0 as a delayed entry (likelihood._population).
+        t_start = min(t_start, 0.0)
     return SubjectEvents(arrays, np.array(out_times, dtype=np.float64), t_start, records.subject)
 
 

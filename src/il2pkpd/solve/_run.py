@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -11,11 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..dosing import Records
 from ..errors import ShapeError
 from ._events import SubjectEvents, stack_events
 from ._jax import SolverOptions, make_batch_solver
 
-__all__ = ["BatchSolution", "solve_subjects"]
+__all__ = ["BatchSolution", "solve_subjects", "record_covariates", "stack_record_covariates"]
 
 
 @dataclass
@@ -44,6 +46,47 @@ class BatchSolution:
     n_times: np.ndarray
     status: np.ndarray
     fail_time: np.ndarray
+
+
+def record_covariates(subjects: Sequence[Records], cov: np.ndarray, row_cov: Mapping[int, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per-subject (record times, covariates at each record) for time-varying covariates.
+
+    Parameters
+    ----------
+    subjects
+        One :class:`~il2pkpd.dosing.Records` per subject (each record's ``row`` indexes the
+        dataset).
+    cov
+        (n_subjects, n_covariates) values of covariates that do not change within a subject.
+    row_cov
+        Covariate index -> values per dataset row, for those that change.
+
+    Notes
+    -----
+    The solver applies them by NONMEM's rule ("next observation carried backward",
+    mrgsolve's ``nocb``): the value on a record holds over the interval from the previous
+    record up to and including that record's time; after the last record its value stays.
+    """
+    out = []
+    for i, recs in enumerate(subjects):
+        rows = np.array([r.row for r in recs])
+        values = np.tile(np.asarray(cov[i], dtype=float), (len(recs), 1))
+        for j, vals in row_cov.items():
+            values[:, j] = np.asarray(vals, dtype=float)[rows]
+        out.append((np.array([r.time for r in recs], dtype=float), values))
+    return out
+
+
+def stack_record_covariates(rec_cov: Sequence[tuple[np.ndarray, np.ndarray]], n_cov: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad :func:`record_covariates` to (B, R) times and (B, R, C) values for the solver:
+    padding repeats the last record (its value stays)."""
+    n, n_rec = len(rec_cov), max(len(t) for t, _ in rec_cov)
+    rt = np.empty((n, n_rec))
+    rc = np.empty((n, n_rec, n_cov))
+    for i, (t, c) in enumerate(rec_cov):
+        rt[i, : len(t)], rt[i, len(t):] = t, t[-1]
+        rc[i, : len(t)], rc[i, len(t):] = c, c[-1]
+    return rt, rc
 
 
 @lru_cache(maxsize=32)
@@ -104,13 +147,7 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
     solver = _solver_for(model.compiled, options, ev_theta is not None, rec_cov is not None)
     ev = dict(arrays)
     if rec_cov is not None:
-        n_rec = max(len(t) for t, _ in rec_cov)
-        rt = np.empty((n, n_rec))
-        rc = np.empty((n, n_rec, cov.shape[1]))
-        for i, (t, c) in enumerate(rec_cov):  # pad with the last record: its value stays
-            rt[i, : len(t)], rt[i, len(t):] = t, t[-1]
-            rc[i, : len(t)], rc[i, len(t):] = c, c[-1]
-        ev["rec_time"], ev["rec_cov"] = rt, rc
+        ev["rec_time"], ev["rec_cov"] = stack_record_covariates(rec_cov, cov.shape[1])
     if ev_theta is not None:
         n_ev = arrays["kind"].shape[1]
         padded = np.empty((n, n_ev, theta.shape[1]))
