@@ -96,43 +96,235 @@ def datasets() -> None:
     Console(width=200).print(table)
 
 
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".tif", ".tiff", ".eps", ".ps", ".webp")
+
+
+def _check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse an output path that cannot be written, before any work is done: a wrong suffix,
+    an existing folder of that name, a parent that is a file, or a folder without write
+    permission (the nearest existing one, since missing folders are created)."""
+    if path.is_dir():
+        raise DataFormatError(f"`{flag}` {str(path)!r} is a folder; give a file name, e.g. {str(path / ('out' + suffixes[0]))!r}")
+    if path.suffix.lower() not in suffixes:
+        allowed = ", ".join(suffixes[:-1]) + " or " + suffixes[-1]
+        raise DataFormatError(f"`{flag}` must end in {allowed}, got {str(path)!r}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataFormatError(f"`{flag}` {str(path)!r} cannot be written: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise DataFormatError(f"`{flag}` {str(path)!r} cannot be written: no write permission in {str(parent)!r}")
+
+
+class _CompileMeter:
+    """Seconds JAX spent compiling programs that were not in the persistent compile cache,
+    counted from JAX's monitoring events (a cache hit is a load, not a compilation)."""
+
+    _installed = False
+    fresh_s = 0.0
+    fresh = 0
+    loaded = 0
+    _hit = False
+
+    @classmethod
+    def install(cls) -> None:
+        if cls._installed:
+            return
+        import jax.monitoring as mon
+
+        def on_event(event: str, **kwargs) -> None:
+            if event == "/jax/compilation_cache/cache_hits":
+                cls._hit = True
+
+        def on_duration(event: str, duration: float, **kwargs) -> None:
+            if event == "/jax/core/compile/backend_compile_duration":
+                if cls._hit:
+                    cls.loaded += 1
+                else:
+                    cls.fresh += 1
+                    cls.fresh_s += duration
+                cls._hit = False
+
+        mon.register_event_listener(on_event)
+        mon.register_event_duration_secs_listener(on_duration)
+        cls._installed = True
+
+    @classmethod
+    def footer(cls, elapsed: float) -> str:
+        if cls.fresh:
+            from .solve._config import compilation_cache_dir
+
+            why = "not yet in the compile cache (a rerun loads them)" if compilation_cache_dir() else "(the compile cache is off)"
+            return f"{elapsed:.2f} s wall time, of which {cls.fresh_s:.2f} s compiling {cls.fresh} program(s) {why}"
+        if cls.loaded:
+            return f"{elapsed:.2f} s wall time (compiled programs loaded from the cache)"
+        return f"{elapsed:.2f} s wall time"
+
+
+def _parse_covariates(items: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise DataFormatError(f"`--covariate` must look like NAME=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise DataFormatError(f"`--covariate {key.strip()}` must be a number, got {val.strip()!r}") from None
+    return out
+
+
+def _check_names(m, values: dict, flag: str, kinds: tuple[str, ...]) -> None:
+    """Names given to ``--param``/``--covariate`` must be the model's (by name or label, any
+    case): the error names the flag, not ``simulate()``'s keyword."""
+    from .errors import ModelSpecError
+    from .simulation import _param_key
+
+    for key in values:
+        if key.startswith("omega_") and key[6:] in m.parameter_names:  # from --fit
+            continue
+        try:
+            kind, _ = _param_key(m, key)
+        except ModelSpecError:
+            kind = None
+        if kind not in kinds:
+            what = "a covariate" if kinds == ("cov",) else "a parameter or covariate"
+            raise DataFormatError(f"`{flag} {key}` is not {what} of model {m.name!r}; parameters: {list(m.parameter_names)}, "
+                                  f"covariates: {list(m.covariate_names)}")
+
+
+def _fit_draws(fit: str, draws: int | None, m) -> tuple[dict, int]:
+    """``draws`` posterior draws of a stored fit (evenly spaced over its chains x draws, as the
+    sweep picks them), by parameter name; the fit's IIV SDs (``omega_<name>``) per draw."""
+    import warnings
+
+    import numpy as np
+
+    from .errors import Il2pkpdWarning
+    from .io.fits import load_fit
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Il2pkpdWarning)
+        result = load_fit(fit, model=m)
+    if result.model_name and result.model_name != m.name:
+        raise DataFormatError(f"`--fit` {fit!r} is a fit of model {result.model_name!r}, not of {m.name!r}; pass --model {result.model_name}")
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+    post = result.population_draws()
+    post = {k: np.asarray(v) for k, v in post.items() if k in m.parameter_names or (k.startswith("omega_") and k[6:] in m.parameter_names)}
+    total = len(next(iter(post.values()))) if post else 0
+    if total == 0:
+        raise DataFormatError(f"`--fit` {fit!r} holds no population draws of model {m.name!r}'s parameters")
+    n = min(100, total) if draws is None else draws
+    if not 1 <= n <= total:
+        raise DataFormatError(f"`--draws` must be between 1 and the fit's {total} posterior draws, got {n}")
+    pick = np.unique(np.linspace(0, total - 1, n).round().astype(int))
+    return {k: v[pick] for k, v in post.items()}, len(pick)
+
+
 @app.command()
 @_handle_errors
 def simulate(
     model: Annotated[str, typer.Option(help="Model name (see `il2pkpd models`) or path to a .toml file.")] = "ivory",
-    regimen: Annotated[str, typer.Option(help='Regimen, e.g. "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7".')] = "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7",
-    horizon: Annotated[float, typer.Option(help="Last output time, in --time-unit.")] = 365.0,
-    step: Annotated[float, typer.Option(help="Spacing of output times, in --time-unit.")] = 1.0,
+    regimen: Annotated[Optional[str], typer.Option(help='Regimen, e.g. "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7" (the default, without --data).')] = None,
+    data: Annotated[Optional[Path], typer.Option(help="NONMEM-style CSV (doses, covariate and parameter columns) instead of a regimen; without --horizon, outputs at its records.")] = None,
+    horizon: Annotated[Optional[float], typer.Option(help="Last output time, in --time-unit (default 365; with --data, its last record).")] = None,
+    step: Annotated[float, typer.Option(help="Spacing of output times, in --time-unit. Printed maxima and minima do not depend on it.")] = 1.0,
     time_unit: Annotated[Optional[str], typer.Option(help="Unit of --horizon/--step (default: the model's).")] = None,
-    n_subjects: Annotated[int, typer.Option(help="Virtual subjects (IIV sampled when > 1).")] = 1,
+    n_subjects: Annotated[Optional[int], typer.Option(help="Virtual subjects (IIV sampled when > 1; default 1; with --data, its subjects).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     param: Annotated[Optional[list[str]], typer.Option(help="Override a parameter: NAME=VALUE (repeatable).")] = None,
+    covariate: Annotated[Optional[list[str]], typer.Option(help="Set a covariate: NAME=VALUE (repeatable), e.g. bsa=1.8.")] = None,
+    fit: Annotated[Optional[str], typer.Option(help="Population parameters from this stored fit's posterior draws (a fits/ folder name or path), e.g. ivory-published.")] = None,
+    draws: Annotated[Optional[int], typer.Option(help="Posterior draws from --fit, evenly spaced (default: 100, or all when fewer).")] = None,
+    solver: Annotated[str, typer.Option(help="ODE solver: tsit5 (default), dopri5, dopri8, rodas4 (stiff: long follow-up) or kvaerno5.")] = "tsit5",
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver.")] = 1e-8,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = 1e-12,
+    max_steps: Annotated[int, typer.Option(help="Maximum solver steps between two events.")] = 100_000,
     outputs: Annotated[Optional[str], typer.Option(help="Comma-separated outputs to summarise and plot (default: all in the table, the first 6 in the plot).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write results (every output and state) to .csv or .nc.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG figure of the outputs.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a figure of the outputs (.png, .pdf, .svg ...).")] = None,
 ) -> None:
-    """Simulate a regimen on a model and print a summary of its outputs."""
+    """Simulate a regimen (or a dataset's doses) on a model and print a summary of its outputs.
+
+    The printed maxima, minima and their times are located by the solver between the output
+    times (exact to the solver's tolerance), not read off the --step grid."""
     import numpy as np
 
     from .io.model_file import load_model
     from .simulation import simulate as run
+    from .solve import SolverOptions
 
-    if not horizon > 0 or not step > 0:
+    if regimen is not None and data is not None:
+        raise DataFormatError("give either --regimen or --data, not both")
+    if draws is not None and fit is None:
+        raise DataFormatError(f"`--draws` needs --fit (posterior draws of a stored fit), got --draws {draws}")
+    if (horizon is not None and not horizon > 0) or not step > 0:
         raise DataFormatError(f"`--horizon` and `--step` must be > 0, got {horizon!r} and {step!r}")
+    if n_subjects is not None and data is not None:
+        raise DataFormatError(f"`--n-subjects` cannot be used with --data (one virtual subject per dataset subject), got --n-subjects {n_subjects}")
+    if n_subjects is not None and n_subjects < 1:
+        raise DataFormatError(f"`--n-subjects` must be >= 1, got {n_subjects}")
+    for path, flag, suffixes in ((out, "--out", (".csv", ".nc")), (plot, "--plot", _PLOT_SUFFIXES)):
+        if path is not None:
+            _check_writable(path, flag, suffixes)  # before the (slow) simulation, never after it
+    SolverOptions(solver=solver, rtol=rtol, atol=atol, max_steps=max_steps)  # bad options fail here, before the work
+    _CompileMeter.install()
     t0 = time.perf_counter()
     m = load_model(model)
-    times = np.arange(0.0, horizon + step / 2, step)
     names = [o.strip() for o in outputs.split(",") if o.strip()] if outputs else None
     for name in names or []:
         if name not in m.symbolic.output_names:
             raise DataFormatError(f"`--outputs` names {name!r}, which is not an output of model {m.name!r}; outputs: {list(m.symbolic.output_names)}")
-    ds = run(m, regimen, times, params=_parse_params(param, False), n_subjects=n_subjects, seed=seed, time_unit=time_unit)
+    params: dict = {}
+    n_draws = None
+    if fit is not None:
+        params, n_draws = _fit_draws(fit, draws, m)
+    params.update(_parse_params(param, False))
+    covariates = _parse_covariates(covariate)
+    _check_names(m, params, "--param", ("param", "cov"))
+    _check_names(m, covariates, "--covariate", ("cov",))
+    records = None
+    if data is not None:
+        from .io.nonmem import read_nonmem_csv
+
+        source = read_nonmem_csv(data)
+        records = source.subject_records(m)
+        per_row: dict = {}
+        source.subject_values(m, per_row)
+        if horizon is None and not per_row:
+            horizon = max(max(r.time for r in s) for s in records) if records else 0.0
+            if time_unit is not None:
+                from .units import conversion_factor
+
+                horizon /= conversion_factor(time_unit, m.time_unit)
+        elif per_row and horizon is not None:
+            raise DataFormatError(f"`--horizon` cannot be used with --data {str(data)!r}: its columns {sorted(per_row)} change between "
+                                  "records, so it is simulated at its own records (leave out --horizon)")
+        label = f"dataset {data}"
+    else:
+        source = regimen or "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"
+        horizon = 365.0 if horizon is None else horizon
+        label = source
+    times = np.arange(0.0, horizon + step / 2, step) if horizon is not None and horizon > 0 else None
+    if plot is not None and times is None:
+        raise DataFormatError("`--plot` needs a time grid; with this --data the outputs are at its records")
+    from rich.console import Console
+
+    kw = dict(params=params or None, covariates=covariates or None, seed=seed, time_unit=time_unit,
+              solver=solver, rtol=rtol, atol=atol, max_steps=max_steps, extrema=names or True, hint_style="cli")
+    if data is None:
+        kw["n_subjects"] = n_subjects or 1
+    with _ProgressBar(Console(stderr=True), "simulate") as tick:
+        ds = run(m, source, times, progress=tick, **kw)
     elapsed = time.perf_counter() - t0
-    _print_summary(ds, regimen, elapsed, names)
+    counts = [len(r) for r in records] if records is not None and times is None else None
+    _print_summary(ds, label, elapsed, names, counts=counts, draws_from=fit if n_draws else None)
     if out is not None:
         from .io.output import write_simulation
 
-        write_simulation(ds, out)
+        write_simulation(_mask_padding(ds, counts) if counts else ds, out)
         typer.echo(f"wrote {out}")
     if plot is not None:
         from .plot import plot_simulation
@@ -141,23 +333,93 @@ def simulate(
         typer.echo(f"wrote {plot}")
 
 
-def _print_summary(ds, regimen: str, elapsed: float, names: list[str] | None = None) -> None:
+class _ProgressBar:
+    """A transient rich progress bar on stderr, only on a terminal (never in a pipe or a log);
+    yields the ``progress(done, total)`` callback of ``simulate()`` (or None)."""
+
+    def __init__(self, console, what: str):
+        self.console, self.what, self.bar = console, what, None
+
+    def __enter__(self):
+        if not self.console.is_terminal:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn(f"[bold]{self.what}[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("solves"),
+                            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=self.console, transient=True)
+        self.bar.start()
+        task = self.bar.add_task(self.what, total=None)
+        return lambda done, total: self.bar.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+def _mask_padding(ds, counts):
+    """A dataset at its records: blank the padding after each subject's last record."""
+    import numpy as np
+
+    ds = ds.copy()
+    for v in list(ds.data_vars) + ["record_time"]:
+        if "record" in ds[v].dims:
+            a = ds[v].values.astype(float).copy()
+            for i, n in enumerate(counts):
+                a[..., i, n:] = np.nan
+            if v in ds.coords:
+                ds = ds.assign_coords({v: (ds[v].dims, a, ds[v].attrs)})
+            else:
+                ds[v] = (ds[v].dims, a, ds[v].attrs)
+    return ds
+
+
+def _print_summary(ds, label: str, elapsed: float, names: list[str] | None = None, *, counts: list[int] | None = None,
+                   draws_from: str | None = None) -> None:
+    """The summary table: per output its value at the first and last output time, and its
+    maximum and minimum with their times (located by the solver: ``simulate(extrema=...)``);
+    with several subjects or draws, the median of each over them."""
     import numpy as np
     from rich.console import Console
     from rich.table import Table
 
     tu = ds.attrs.get("time_unit", "")
     n = ds.sizes.get("subject", 1)
-    title = f"{ds.attrs['model']}: {regimen}  ({n} subject{'s' if n > 1 else ''}{', median' if n > 1 else ''}; simulated)"
-    table = Table("output", "unit", "at t=0", "max", f"time of max ({tu})", "min", "at end", title=title)
-    t = ds["time"].values
-    for name in names or [v for v in ds.data_vars if ds[v].attrs.get("kind") == "output"]:
+    nd = ds.sizes.get("draw", 0)
+    who = f"{n} subject{'s' if n > 1 else ''}"
+    if nd:
+        who = f"{nd} posterior draw{'s' if nd > 1 else ''} of {draws_from} x {who}"
+    many = n * max(nd, 1) > 1
+    title = f"{ds.attrs['model']}: {label}  ({who}{'; medians over them' if many else ''}; simulated)"
+    ragged = counts is not None
+    first, last = ("at first record", "at last record") if ragged else (f"at t={float(ds['time'].values[0]):g}", "at end")
+    table = Table("output", "unit", first, "max", f"time of max ({tu})", "min", f"time of min ({tu})", last, title=title)
+    shown = names or [v for v in ds.data_vars if ds[v].attrs.get("kind") == "output"]
+    located = ""
+    for name in shown:
         da = ds[name]
-        v = np.nanmedian(da.values.reshape(-1, da.sizes["time"]), axis=0)
-        table.add_row(name, da.attrs.get("unit", ""), f"{v[0]:.4g}", f"{v.max():.4g}", f"{t[int(np.argmax(v))]:.4g}", f"{v.min():.4g}", f"{v[-1]:.4g}")
-    console = Console(width=140)
+        tdim = "record" if ragged else "time"
+        vals = np.moveaxis(da.values, da.dims.index(tdim), -1).reshape(-1, da.sizes[tdim])
+        if ragged:  # rows are (draw,) subject: each subject's own last record
+            end = np.array([vals[k, counts[k % len(counts)] - 1] for k in range(vals.shape[0])])
+        else:
+            end = vals[:, -1]
+
+        def med(x):
+            x = np.asarray(x, dtype=float).ravel()
+            return float(np.nanmedian(x)) if np.isfinite(x).any() else float("nan")
+
+        ext = [ds[f"{name}_{k}"].values for k in ("max", "tmax", "min", "tmin")]
+        located = ds[f"{name}_max"].attrs.get("located", "")
+        table.add_row(name, da.attrs.get("unit", ""), f"{med(vals[:, 0]):.4g}", *(f"{med(x):.4g}" for x in ext), f"{med(end):.4g}")
+    console = Console(width=160)
     console.print(table)
-    console.print(f"[dim]{elapsed:.2f} s (including compilation on a cold cache)[/dim]")
+    if located.startswith("by the solver"):
+        console.print("[dim]max, min and their times: located by the solver between the output times (exact to its tolerance), "
+                      "not read off the output grid[/dim]")
+    else:
+        console.print(f"[dim]max, min and their times: {located}[/dim]")
+    console.print(f"[dim]{_CompileMeter.footer(elapsed)}[/dim]")
 
 
 @app.command()
@@ -309,6 +571,8 @@ def sweep(
             raise DataFormatError(f"`--heatmap` must name a summary column, e.g. {allowed[:3]}; got {heatmap!r}")
     if workers is not None and workers < 0:
         raise DataFormatError(f"`--workers` must be >= 0, got {workers}")
+    if not _state["debug"]:
+        _quiet_dask()
     plan = prepare_sweep(spec, out, workers=workers or 0, scheduler=scheduler, chunk_draws=chunk_draws)
     if workers is None and scheduler is None:
         # a LocalCluster by default, when there is more than one chunk and more than one core to run them on
@@ -324,7 +588,7 @@ def sweep(
 
         def tick(done: int, total: int, skipped: int) -> None:
             elapsed = time.perf_counter() - started
-            rate = f"{(done - skipped) * n_per_chunk / elapsed:,.0f} solves/s" if done > skipped and elapsed > 0 else ""
+            rate = f"{_sig3((done - skipped) * n_per_chunk / elapsed)} solves/s" if done > skipped and elapsed > 0 else ""
             bar.update(task, completed=done, total=total, rate=rate)
 
         result = run_sweep(plan, progress=tick)
@@ -335,6 +599,23 @@ def sweep(
         plot_sweep_heatmap(result.summary, heatmap, path=out / "heatmap.png")
         typer.echo(f"wrote {out / 'heatmap.png'}")
     typer.echo(f"wrote {out} ({result.chunks_run} chunks run, {result.chunks_skipped} already done; {result.wall_time_s:.1f} s)")
+
+
+def _sig3(x: float) -> str:
+    """A rate to three significant digits, with thousands separators (0.0524, 12.3, 1,234)."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _quiet_dask() -> None:
+    """Silence Dask distributed's INFO/WARNING chatter (scheduler, nanny and worker start and
+    stop: ~34 lines before a sweep's table); errors still show, and --debug shows all.
+    Importing ``distributed`` sets its loggers' levels, so this runs after that import."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:  # the in-process sweep needs no Dask
+        return
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _print_sweep(result) -> None:

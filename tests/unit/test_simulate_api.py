@@ -110,3 +110,102 @@ def test_residual_error_follows_the_error_model(ivory):
     assert ds["tbr_obs"].attrs["kind"] == "simulated observation"
     again = il2pkpd.simulate(ivory, "1.5 MIU sc qd x5", np.array([0.0, 5.0]), n_subjects=4000, iiv=False, seed=3, residual_error=True)
     np.testing.assert_array_equal(again["tbr_obs"].values, ds["tbr_obs"].values)
+
+
+# ---- issue 12: one-line errors naming the argument, exact extrema, CLI hints, progress -------
+
+def test_non_numeric_parameter_value_names_the_parameter(pk1):
+    # was a bare ValueError("could not convert string to float: 'fast'")
+    with pytest.raises(ModelSpecError, match=r"parameter `cl` must be a number within \[0.0, inf\] L/h .*got 'fast' \(str\)"):
+        il2pkpd.simulate(pk1, "100 mg po once", T, params={"cl": "fast"})
+    with pytest.raises(ModelSpecError, match=r"covariate `bsa` must be a number \(in m2\).*got 'big'"):
+        il2pkpd.simulate("ivory", "1 MIU sc once", [0.0, 1.0], covariates={"bsa": "big"})
+
+
+def test_negative_bsa_with_a_per_m2_dose_blames_bsa_not_amt(ivory):
+    with pytest.raises(ModelSpecError, match=r"covariate `bsa` must be a finite number > 0 \(m2\) .*per-m2 dose.*got -1.7 \(subject 1\)") as info:
+        il2pkpd.simulate(ivory, "1 MIU/m2 sc once", [0.0, 1.0], covariates={"bsa": -1.7})
+    assert "AMT" not in str(info.value)
+
+
+def test_solver_failure_hints_name_the_callers_options(pk1):
+    # the command line has no throw= and no solver='rodas4': its hint names its flags
+    with pytest.raises(SolverError) as py:
+        il2pkpd.simulate(pk1, "100 mg po once", T, params={"ka": 50.0}, max_steps=2)
+    assert "solver='rodas4'" in str(py.value) and "throw=False" in str(py.value)
+    with pytest.raises(SolverError) as cli:
+        il2pkpd.simulate(pk1, "100 mg po once", T, params={"ka": 50.0}, max_steps=2, hint_style="cli")
+    msg = str(cli.value)
+    assert "--solver rodas4" in msg and "--max-steps" in msg and "--rtol/--atol" in msg
+    assert "throw=" not in msg and "solver='" not in msg and "max_steps" not in msg
+
+
+def _oral_peak(ka, ke, v, dose=100.0):
+    """One-compartment first-order absorption (F = 1): tmax = ln(ka/ke)/(ka - ke) and
+    Cmax = dose/V * ka/(ka - ke) * (exp(-ke tmax) - exp(-ka tmax)), the closed forms."""
+    tmax = np.log(ka / ke) / (ka - ke)
+    return dose / v * ka / (ka - ke) * (np.exp(-ke * tmax) - np.exp(-ka * tmax)), tmax
+
+
+def test_extrema_of_an_oral_dose_match_the_closed_form_on_a_coarse_grid(pk1):
+    ds = il2pkpd.simulate(pk1, "100 mg po once", np.arange(0.0, 25.0, 6.0), extrema=True)
+    cmax, tmax = _oral_peak(1.0, 1.0 / 20.0, 20.0)  # pk1_oral.toml: ka 1/h, CL 1 L/h, V 20 L
+    assert ds["cp"].values.max() < 0.92 * cmax  # the 6-hour grid misses the peak by 9%
+    np.testing.assert_allclose(ds["cp_max"].values, cmax, rtol=1e-7)
+    np.testing.assert_allclose(ds["cp_tmax"].values, tmax, atol=1e-5)
+    assert float(ds["cp_min"].values[0]) == 0.0 and float(ds["cp_tmin"].values[0]) == 0.0  # before absorption
+    assert ds["cp_max"].attrs["unit"] == "mg/L" and ds["cp_tmax"].attrs["unit"] == "h"
+    assert ds["cp_max"].attrs["located"].startswith("by the solver")
+
+
+def test_extrema_follow_each_draw_and_subject(pk1):
+    ds = il2pkpd.simulate(pk1, "100 mg po once", np.arange(0.0, 25.0, 8.0), params={"cl": [0.5, 2.0]}, n_subjects=3,
+                          seed=4, extrema=["cp"])
+    assert ds["cp_max"].dims == ("draw", "subject")
+    ka, ke = ds["ka"].values, ds["cl"].values / ds["v"].values
+    cmax, tmax = _oral_peak(ka, ke, ds["v"].values)
+    np.testing.assert_allclose(ds["cp_max"].values, cmax, rtol=1e-7)
+    np.testing.assert_allclose(ds["cp_tmax"].values, tmax, atol=1e-5)
+
+
+def test_extrema_of_iv_boluses_peak_after_a_dose_and_trough_just_before_one(pk1):
+    # bolus superposition C(t) = sum_i D/V exp(-ke (t - t_i)): the maximum is right after the
+    # last dose; the infimum is the limit just before the second dose, D/V exp(-12 ke)
+    ds = il2pkpd.simulate(pk1, "100 mg iv q12h x4", np.arange(0.0, 48.0, 5.0), extrema=True)
+    ke = 0.05
+    np.testing.assert_allclose(ds["cp_max"].values, 5.0 * sum(np.exp(-ke * (36.0 - 12.0 * i)) for i in range(4)), rtol=1e-7)
+    np.testing.assert_allclose(ds["cp_tmax"].values, 36.0, atol=1e-9)
+    np.testing.assert_allclose(ds["cp_min"].values, 5.0 * np.exp(-12.0 * ke), rtol=1e-7)
+    np.testing.assert_allclose(ds["cp_tmin"].values, 12.0, atol=1e-6)
+
+
+def test_extrema_of_an_infusion_peak_at_its_end(pk1):
+    # zero-order input R = 40 mg/h for 2.5 h: C(T) = R/CL (1 - exp(-ke T)) at the end (a kink)
+    ds = il2pkpd.simulate(pk1, "100 mg iv over 2.5h once", np.arange(0.0, 25.0, 6.0), extrema=True)
+    np.testing.assert_allclose(ds["cp_max"].values, 40.0 / 1.0 * (1 - np.exp(-0.05 * 2.5)), rtol=1e-7)
+    np.testing.assert_allclose(ds["cp_tmax"].values, 2.5, atol=1e-6)
+
+
+def test_extrema_of_a_dataset_at_its_records_span_each_subject(pk1):
+    from il2pkpd.dosing import Record, Records
+
+    recs = [Records([Record(0.0, 1, 100.0, 1, row=0), Record(12.0, 0, cmt=2, row=1)], subject="A"),
+            Records([Record(0.0, 1, 100.0, 1, row=0), Record(2.0, 0, cmt=2, row=1)], subject="B")]
+    ds = il2pkpd.simulate(pk1, recs, extrema=["cp"], iiv=False)
+    cmax, tmax = _oral_peak(1.0, 0.05, 20.0)
+    np.testing.assert_allclose(ds["cp_max"].values[0], cmax, rtol=1e-7)  # A: the peak lies within its 12 h
+    c2 = 5.0 / 0.95 * (np.exp(-0.05 * 2.0) - np.exp(-2.0))  # B's records end at 2 h, before the peak
+    np.testing.assert_allclose(ds["cp_max"].values[1], c2, rtol=1e-9)
+    np.testing.assert_allclose(ds["cp_tmax"].values, [tmax, 2.0], atol=1e-5)
+
+
+def test_progress_is_reported_per_block_and_changes_no_number(pk1):
+    seen = []
+    kw = dict(params={"cl": np.linspace(0.5, 2.0, 7)}, n_subjects=3, seed=1, extrema=True)
+    a = il2pkpd.simulate(pk1, "100 mg po once", T, progress=lambda done, total: seen.append((done, total)), **kw)
+    b = il2pkpd.simulate(pk1, "100 mg po once", T, **kw)
+    total = 21 * 5  # 21 solves, and 4 more each for the extrema
+    assert seen[0] == (0, total) and seen[-1] == (total, total) and len(seen) > 5
+    assert all(x[0] <= y[0] for x, y in zip(seen, seen[1:]))
+    np.testing.assert_allclose(a["cp"].values, b["cp"].values, rtol=1e-12)
+    np.testing.assert_allclose(a["cp_max"].values, b["cp_max"].values, rtol=1e-12)
