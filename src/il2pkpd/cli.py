@@ -329,7 +329,8 @@ def simulate(
     if plot is not None:
         from .plot import plot_simulation
 
-        plot_simulation(ds, outputs=names[:6] if names else None, path=plot)
+        # every requested output is drawn (not the first six), with dose markers for a regimen
+        plot_simulation(ds, outputs=names or None, path=plot, regimen=source if data is None else None, model=m)
         typer.echo(f"wrote {plot}")
 
 

@@ -58,6 +58,20 @@ def test_auc_and_values_at_times_match_the_closed_form(pk_result):
     assert pk_result["min(cp)"] == pytest.approx(0.0, abs=1e-12)  # before the dose is absorbed
 
 
+def test_cmax_after_iv_boluses_is_not_interpolated_across_a_dose():
+    """IV bolus q12h x3 (pk1_oral, CMT 2): the peak is the value right after the last dose,
+    C = (D/V) sum_k exp(-k (24 - 12 k)), at t = 24 h (closed form by superposition); a
+    parabola through the pre-dose sample, the dose time and the next one would overshoot."""
+    design = il2pkpd.SweepDesign(
+        "pk1_oral", (("iv", "100 mg iv q12h x3"),), horizon=36.0, dense_step=1.0, grid_step=1.0,
+        metrics=("cmax(cp)", "tmax(cp)"), solver="tsit5", rtol=1e-10, atol=1e-12,
+    )
+    row = il2pkpd.sweep(design).table.iloc[0]
+    peak = D / V * sum(math.exp(-K * (24.0 - 12.0 * k)) for k in range(3))
+    assert row["cmax(cp)"] == pytest.approx(peak, rel=1e-7)
+    assert row["tmax(cp)"] == pytest.approx(24.0, abs=1e-9)
+
+
 def test_time_above_a_level_matches_root_finding(pk_result):
     tmax = math.log(KA / K) / (KA - K)
     up = brentq(lambda t: conc(t) - 3.0, 0.0, tmax)

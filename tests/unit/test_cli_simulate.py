@@ -219,3 +219,19 @@ def test_unknown_names_are_blamed_on_the_flag_not_on_a_python_keyword():
     assert err.startswith("error: `--param clearance` is not a parameter or covariate of model 'pk1_oral'") and "`params`" not in err
     err = run_here("simulate", "--model", "ivory", "--horizon", "2", "--covariate", "cl=3", code=2)
     assert err.startswith("error: `--covariate cl` is not a covariate of model 'ivory'")
+
+
+def test_plot_draws_every_requested_output_with_dose_markers(tmp_path, monkeypatch):
+    """`--plot` drew only the first six of the requested outputs (issue 12, item 9)."""
+    from typer.testing import CliRunner
+
+    import il2pkpd.plot
+    from il2pkpd.cli import app
+
+    seen = {}
+    monkeypatch.setattr(il2pkpd.plot, "plot_simulation", lambda ds, **kw: seen.update(kw))
+    wanted = "conc,treg_fold,treg_pct_cd4,cd25_fold,nk_fold,tbr,tbr_change,surv_mi"
+    res = CliRunner().invoke(app, ["simulate", "--model", "ivory", "--horizon", "14", "--outputs", wanted, "--plot", str(tmp_path / "f.png")])
+    assert res.exit_code == 0, res.output
+    assert list(seen["outputs"]) == wanted.split(",")
+    assert seen["regimen"] == "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7" and seen["model"].name == "ivory"

@@ -190,8 +190,12 @@ class MetricEvaluator:
     def names(self) -> list[str]:
         return [m.name for m in self.metrics]
 
-    def __call__(self, t, outs):
-        """Times (T,) and outputs (T, n_outputs) of one subject -> (M,) metric values."""
+    def __call__(self, t, outs, breaks=None):
+        """Times (T,), outputs (T, n_outputs) and breaks (T,) of one subject -> (M,) metric
+        values. ``breaks[k]``: the trajectory jumps or kinks in (t[k-1], t[k]] (a dose), so
+        no peak is interpolated across it (see :func:`make_batch_solver`'s ``reduce``)."""
+        if breaks is None:
+            breaks = jnp.zeros(t.shape, dtype=bool)
         valid = jnp.concatenate([jnp.array([True]), jnp.diff(t) > 0])
         last = jnp.argmax(t)  # first occurrence of the final time
         outs = jnp.where(valid[:, None], outs, outs[last][None, :])
@@ -203,7 +207,7 @@ class MetricEvaluator:
         for m, col in zip(self.metrics, self._cols, strict=True):
             y = outs[:, col]
             if m.kind in ("cmax", "max", "tmax", "min"):
-                peak, when = _extremum(t, -y if m.kind == "min" else y)
+                peak, when = _extremum(t, -y if m.kind == "min" else y, breaks)
                 values.append(when if m.kind == "tmax" else (-peak if m.kind == "min" else peak))
             elif m.kind == "auc":
                 a, b = m.args if m.args else (-jnp.inf, jnp.inf)
@@ -225,9 +229,11 @@ class MetricEvaluator:
         return jnp.stack(values)
 
 
-def _extremum(t, y):
+def _extremum(t, y, breaks=None):
     """Maximum of samples ``y`` at times ``t`` refined by the parabola through the largest
-    sample and its neighbours (exact for a quadratic peak; the grid value at the ends)."""
+    sample and its neighbours (exact for a quadratic peak; the grid value at the ends, and
+    where a dose falls between the three samples: a parabola across a bolus jump or an
+    infusion's end would overshoot)."""
     n = t.shape[0]
     i = jnp.argmax(y)
     j = jnp.clip(i, 1, n - 2)
@@ -238,7 +244,8 @@ def _extremum(t, y):
     h01, h12 = jnp.where(distinct, t1 - t0, 1.0), jnp.where(distinct, t2 - t1, 1.0)
     d01, d12 = (y1 - y0) / h01, (y2 - y1) / h12
     a = (d12 - d01) / (h01 + h12)
-    interior = (i > 0) & (i < n - 1) & distinct & (a < 0)
+    smooth = True if breaks is None else ~breaks[j] & ~breaks[j + 1]
+    interior = (i > 0) & (i < n - 1) & distinct & (a < 0) & smooth
     a_safe = jnp.where(interior, a, -1.0)
     b = d01 - a_safe * (t0 + t1)
     tv = jnp.clip(-b / (2 * a_safe), t0, t2)

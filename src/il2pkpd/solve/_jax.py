@@ -121,7 +121,9 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
     on CPU that avoids every event segment waiting for the batch's slowest subject, which
     made the 60-subject IVORY log-likelihood gradient 2-3x faster (benchmarks/README.md).
 
-    ``reduce``, a JAX function of one subject's output times (O,) and outputs (O, n_outputs),
+    ``reduce``, a JAX function of one subject's output times (O,), outputs (O, n_outputs)
+    and breaks (O,) (True where a bolus, reset, steady state or input-rate change happened
+    since the previous output time, i.e. the trajectory is not smooth over (t[k-1], t[k]]),
     is applied inside the batch; the function then returns ``(reduce(outputs) (B, ...), status (B,), fail_time (B,))``
     so that trajectories never leave the compiled program (sweep metrics).
     """
@@ -216,7 +218,7 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
             return ev["rec_cov"][jnp.minimum(jnp.searchsorted(rt, tt, side="left"), rt.shape[0] - 1)]
 
         def body(carry, x):
-            t, y, rates, epoch, status, fail_t = carry
+            t, y, rates, epoch, status, fail_t, brk = carry
             t1 = jnp.where(x["kind"] == Kind.NOOP, t, jnp.maximum(x["t"], t))
             y1, code = integrate(y, t, t1, rates, theta, cov_at(t1))
             code = jnp.where(jnp.all(jnp.isfinite(y1)) | (code != SolveStatus.SUCCESS), code, SolveStatus.NON_FINITE)
@@ -239,13 +241,20 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
             # doses of the current epoch (older ones were cancelled by a reset)
             y1 = y1 + jnp.where((k == Kind.BOLUS) & live, x["amount"], 0.0) * onehot
             rates = rates + jnp.where(live, x["drate"], 0.0) * onehot
-            return (t1, y1, rates, epoch, status, fail_t), y1
+            # a jump of the state or of an input since the previous output (for metrics that
+            # interpolate between outputs: a parabola must not straddle a bolus)
+            brk = brk | is_reset | is_ss | (live & (((k == Kind.BOLUS) & jnp.any(x["amount"] != 0)) | jnp.any(x["drate"] != 0)))
+            brk_out = brk
+            brk = jnp.where(k == Kind.OUTPUT, False, brk)
+            return (t1, y1, rates, epoch, status, fail_t, brk), (y1, brk_out)
 
-        carry0 = (t_start, y_init, jnp.zeros(n_states), jnp.asarray(0, dtype=jnp.int32), status0, jnp.asarray(jnp.nan))
-        (_, _, _, _, status, fail_t), ys = jax.lax.scan(body, carry0, xs)
-        y_out = jnp.zeros((n_out, n_states)).at[jnp.where(xs["out_index"] >= 0, xs["out_index"], n_out)].set(ys, mode="drop")
+        carry0 = (t_start, y_init, jnp.zeros(n_states), jnp.asarray(0, dtype=jnp.int32), status0, jnp.asarray(jnp.nan), jnp.asarray(False))
+        (_, _, _, _, status, fail_t, _), (ys, brks) = jax.lax.scan(body, carry0, xs)
+        slot = jnp.where(xs["out_index"] >= 0, xs["out_index"], n_out)
+        y_out = jnp.zeros((n_out, n_states)).at[slot].set(ys, mode="drop")
+        brk_out = jnp.zeros(n_out, dtype=bool).at[slot].set(brks, mode="drop")
         outs = jax.vmap(lambda tt, yy: compiled.outputs(tt, yy, theta, cov_at(tt)))(out_times, y_out)
-        return outs, y_out, status, fail_t
+        return outs, y_out, status, fail_t, brk_out
 
     def _steady_state(pi, kind, state, amt_eff, r_eff, d_eff, ii, lag_mod, ev, y_init, theta, cov):
         s = state[pi]
@@ -300,8 +309,8 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
         return y_rec, n_active * r * onehot, code
 
     def member(*a):
-        outs, y_out, status, fail_t = solve_one(*a)
-        return (reduce(a[2], outs), status, fail_t) if reduce is not None else (outs, y_out, status, fail_t)
+        outs, y_out, status, fail_t, breaks = solve_one(*a)
+        return (reduce(a[2], outs, breaks), status, fail_t) if reduce is not None else (outs, y_out, status, fail_t)
 
     if batching == "map":
         def batched(*arrays):
