@@ -8,13 +8,14 @@ Returns an :class:`xarray.Dataset` with named dimensions ``subject`` and ``time`
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .dosing import Record, Records, Regimen, parse_regimen
-from .errors import DataFormatError, ModelSpecError, RegimenError, ShapeError, SolverError
+from .errors import DataFormatError, Il2pkpdWarning, ModelSpecError, RegimenError, ShapeError, SolverError
 from .model import Model
 from .solve import SolverOptions, SolveStatus, build_events, record_covariates, solve_subjects
 from .units import UnitError, conversion_factor
@@ -286,6 +287,17 @@ _CLI_HINTS = {
     SolveStatus.NON_FINITE: "Check parameter values (--param; e.g. negative volumes) and the model's expressions.",
 }
 _HINT_STYLES = ("python", "cli")
+
+
+def warn_missing_covariates(model: Model, given) -> None:
+    """Warn when a dataset gives no value for some of the model's covariates: they are then
+    simulated at the model file's values, which the user must be told (a fit refuses this)."""
+    missing = [c for c in model.covariates if c.name not in given]
+    if missing:
+        used = ", ".join(f"{c.name} = {c.value:g} {c.unit}" for c in missing)
+        warnings.warn(f"the dataset has no column for covariate(s) {[c.label or c.name for c in missing]} of model {model.name!r}: "
+                      f"every subject is simulated at the model file's value ({used}); add the column(s) or pass covariates=",
+                      Il2pkpdWarning, stacklevel=3)
 
 
 def _raise_failures(status: np.ndarray, fail_time: np.ndarray, subject_ids: Sequence, time_unit: str, *,
@@ -747,6 +759,8 @@ def simulate(
         row_theta = {names.index(n): v for n, v in per_row.items() if n in names} or None
         row_cov = {cov_names.index(n): v for n, v in per_row.items() if n in cov_names} or None
         from_data = {**p_cols, **c_cols}
+        warn_missing_covariates(model, set(c_cols) | {_param_key(model, k)[1] for k in (covariates or {})}
+                                | {k for k in (_table_columns(subject_params) if subject_params is not None else {})})
         subject_ids = [r.subject for r in dataset_subjects]
         n_subjects = len(subject_ids)
     elif isinstance(regimen, Sequence) and all(isinstance(r, Records) for r in regimen):

@@ -209,3 +209,24 @@ def test_progress_is_reported_per_block_and_changes_no_number(pk1):
     assert all(x[0] <= y[0] for x, y in zip(seen, seen[1:]))
     np.testing.assert_allclose(a["cp"].values, b["cp"].values, rtol=1e-12)
     np.testing.assert_allclose(a["cp_max"].values, b["cp_max"].values, rtol=1e-12)
+
+
+def test_dataset_without_covariate_columns_is_simulated_at_file_values_with_a_warning(tmp_path):
+    """simulate()/predict() on a dataset lacking a covariate column used the model file's
+    value without a word (issue 12: nothing falls back to a default unseen)."""
+    import warnings
+
+    from il2pkpd.errors import Il2pkpdWarning
+    from il2pkpd.io.predict import predict
+
+    path = tmp_path / "d.csv"
+    path.write_text("ID,TIME,EVID,AMT,CMT,DV,BSA\n1,0,1,1.5,1,.,1.8\n1,1,0,0,2,1,1.8\n")
+    model = il2pkpd.load_model("ivory")
+    data = il2pkpd.read_nonmem_csv(path)
+    with pytest.warns(Il2pkpdWarning, match=r"no column for covariate\(s\) \['TACS'\].*t_acs0 = 7 day"):
+        il2pkpd.simulate(model, data)
+    with pytest.warns(Il2pkpdWarning, match=r"no column for covariate\(s\) \['TACS'\]"):
+        predict(model, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        il2pkpd.simulate(model, data, covariates={"t_acs0": 7.0})  # given explicitly: no warning

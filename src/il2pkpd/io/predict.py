@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import DataFormatError
 from ..model import Model
-from ..simulation import _param_key, _raise_failures, individual_parameters, solve_records
+from ..simulation import _param_key, _raise_failures, individual_parameters, solve_records, warn_missing_covariates
 from ..solve import SolverOptions
 from ..units import conversion_factor
 from .nonmem import NonmemData
@@ -72,6 +72,7 @@ def predict(
             subject_params.update(c2)
         else:
             scalar[key] = float(val)
+    warn_missing_covariates(model, set(subject_params) | {_param_key(model, k)[1] for k in scalar})
     theta, cov, _ = individual_parameters(model, len(ids), params=scalar, subject_params=subject_params or None, iiv=False)
     names, cov_names = list(model.parameter_names), list(model.covariate_names)
     row_theta = {names.index(n): v for n, v in per_row.items() if n in names} or None
