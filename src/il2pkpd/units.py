@@ -323,7 +323,13 @@ def parse_unit(text: str) -> Unit:
     """
     if not isinstance(text, str):
         raise UnitError(f"`unit` must be a string, got {text!r} ({type(text).__name__})")
-    scale, dims = _Parser(text).parse()
+    shown = text if len(text) <= 60 else f"{text[:40]}...{text[-10:]}"
+    try:
+        scale, dims = _Parser(text).parse()
+    except (ArithmeticError, RecursionError) as exc:  # 'mg/0', 'kg^1e10', nesting deeper than Python's stack
+        raise UnitError(f"unit {shown!r} cannot be evaluated: {type(exc).__name__}: {str(exc)[:80]}") from None
+    if not (math.isfinite(scale) and scale > 0):  # '1e400 mg', '0 mg'
+        raise UnitError(f"unit {shown!r} must have a positive finite scale, got {scale!r}")
     return Unit(scale, dims, text)
 
 

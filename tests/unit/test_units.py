@@ -50,3 +50,12 @@ def test_bsa_formulas_match_their_definitions():
     assert bsa_dubois(180, 80) == pytest.approx(0.007184 * 80**0.425 * 180**0.725)
     with pytest.raises(UnitError, match="-1"):
         bsa_mosteller(-1, 80)
+
+
+@pytest.mark.parametrize("unit", ["mg/0", "kg^1e10", "1e400 mg", "0 mg", "(" * 5000 + "L" + ")" * 5000])
+def test_units_whose_arithmetic_fails_are_a_unit_error(unit):
+    """parse_unit is public (regimens, CLI --unit): 'mg/0' raised ZeroDivisionError and
+    '1e400 mg' gave an infinite scale outside model files."""
+    with pytest.raises(UnitError) as err:
+        parse_unit(unit)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 200

@@ -3,6 +3,12 @@
 A record is one row of a NONMEM-style dataset: TIME, EVID (0 observation, 1 dose,
 2 other, 3 reset, 4 reset and dose), AMT, CMT, RATE (>0 fixed rate, -1 modelled rate,
 -2 modelled duration), II, ADDL, SS (0, 1 reset to steady state, 2 add steady state).
+
+Magnitudes: TIME, AMT, RATE, II and DV must be finite and at most :data:`MAX_MAGNITUDE`
+(1e100) in magnitude, and ADDL at most :data:`MAX_ADDL`. No physical quantity in any unit
+comes near 1e100, and below it float64 arithmetic on amounts, rates and observations
+(products, squares in a likelihood) stays finite; each implied ADDL dose is an event the
+solver steps through, and 100,000 (a daily dose for 270 years) keeps that bounded.
 """
 
 from __future__ import annotations
@@ -14,7 +20,12 @@ import numpy as np
 
 from ..errors import RegimenError
 
-__all__ = ["Record", "Records", "records_from_columns"]
+__all__ = ["Record", "Records", "records_from_columns", "MAX_MAGNITUDE", "MAX_ADDL"]
+
+#: Largest magnitude of TIME, AMT, RATE, II, DV (and of dataset parameter/covariate values).
+MAX_MAGNITUDE = 1e100
+#: Most additional doses (ADDL) one record may imply.
+MAX_ADDL = 100_000
 
 
 @dataclass(frozen=True)
@@ -69,8 +80,13 @@ class Records(tuple):
         last = -np.inf
         for r in self:
             at = f"{who}row {r.row + 1 if r.row >= 0 else '?'}"
-            if not np.isfinite(r.time):
-                raise RegimenError(f"`TIME` must be finite, got {r.time!r} ({at})")
+            for name, v in (("TIME", r.time), ("AMT", r.amt), ("RATE", r.rate), ("II", r.ii)):
+                if not np.isfinite(v):
+                    raise RegimenError(f"`{name}` must be finite, got {v!r} ({at})")
+                if abs(v) > MAX_MAGNITUDE:
+                    raise RegimenError(f"`{name}` must be at most {MAX_MAGNITUDE:g} in magnitude, got {v!r} ({at})")
+            if np.isinf(r.dv) or abs(np.nan_to_num(r.dv)) > MAX_MAGNITUDE:
+                raise RegimenError(f"`DV` must be finite and at most {MAX_MAGNITUDE:g} in magnitude (or missing), got {r.dv!r} ({at})")
             if r.time < last:
                 raise RegimenError(f"`TIME` must be non-decreasing within a subject; {at} has {r.time!r} after {last!r}")
             last = r.time
@@ -78,8 +94,8 @@ class Records(tuple):
                 raise RegimenError(f"`EVID` must be 0, 1, 2, 3 or 4, got {r.evid!r} ({at})")
             if r.ss not in (0, 1, 2):
                 raise RegimenError(f"`SS` must be 0, 1 or 2, got {r.ss!r} ({at})")
-            if r.addl < 0 or int(r.addl) != r.addl:
-                raise RegimenError(f"`ADDL` must be a non-negative integer, got {r.addl!r} ({at})")
+            if r.addl < 0 or int(r.addl) != r.addl or r.addl > MAX_ADDL:
+                raise RegimenError(f"`ADDL` must be an integer from 0 to {MAX_ADDL:,}, got {r.addl!r} ({at})")
             if r.ii < 0:
                 raise RegimenError(f"`II` must be >= 0, got {r.ii!r} ({at})")
             if r.is_dose:
@@ -107,6 +123,12 @@ def records_from_columns(columns: Mapping[str, np.ndarray], subject: object = No
     time, evid, amt, cmt = get("time", 0), get("evid", 0), get("amt", 0), get("cmt", 0)
     rate, ii, addl, ss, dvid = get("rate", 0), get("ii", 0), get("addl", 0), get("ss", 0), get("dvid", 0)
     rows = np.arange(n) if rows is None else rows
+    for name, v in (("EVID", evid), ("CMT", cmt), ("ADDL", addl), ("SS", ss), ("DVID", dvid), ("CENS", cens)):
+        bad = ~np.isfinite(v) | (np.abs(np.nan_to_num(v)) > MAX_MAGNITUDE) | (v != np.round(v))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            who = f"subject {subject!r} " if subject is not None else ""
+            raise RegimenError(f"`{name}` must be an integer, got {float(v[i])!r} ({who}row {int(rows[i]) + 1})")
     return Records(
         (
             Record(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from ..errors import RegimenError
 from ..units import UnitError, conversion_factor, convert_amount, parse_unit
+from ._records import MAX_ADDL, MAX_MAGNITUDE
 
 __all__ = ["DoseBlock", "Regimen", "parse_regimen", "regimen_from_records"]
 
@@ -85,6 +86,12 @@ class DoseBlock:
         where = f" in regimen {self.text!r}" if self.text else ""
         if not self.amount > 0:
             raise RegimenError(f"`amount` must be > 0, got {self.amount!r} {self.unit}{where}")
+        if not self.amount <= MAX_MAGNITUDE:  # also catches inf (see _records: no physical amount comes near 1e100)
+            raise RegimenError(f"`amount` must be finite and at most {MAX_MAGNITUDE:g}, got {self.amount!r} {self.unit}{where}")
+        for name in ("interval", "duration", "start"):
+            v = getattr(self, name)
+            if v is not None and not abs(v) <= MAX_MAGNITUDE:
+                raise RegimenError(f"`{name}` must be finite and at most {MAX_MAGNITUDE:g}, got {v!r}{where}")
         try:
             u = parse_unit(self.unit)
         except UnitError:
@@ -94,8 +101,8 @@ class DoseBlock:
             raise RegimenError(f"`unit` {self.unit!r} is not an amount of drug (optionally per m2 or per kg){where}")
         if self.route not in _ROUTES:
             raise RegimenError(f"`route` must be one of {sorted(_ROUTES)}, got {self.route!r}{where}")
-        if int(self.count) != self.count or self.count < 1:
-            raise RegimenError(f"`count` must be an integer >= 1, got {self.count!r}{where}")
+        if not (1 <= self.count <= MAX_ADDL + 1) or int(self.count) != self.count:
+            raise RegimenError(f"`count` must be an integer from 1 to {MAX_ADDL + 1:,}, got {self.count!r}{where}")
         if self.count > 1 and not self.interval > 0:
             raise RegimenError(f"`interval` must be > 0 for repeated doses, got {self.interval!r} {self.interval_unit}{where}")
         if self.interval < 0:

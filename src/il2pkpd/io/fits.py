@@ -33,6 +33,7 @@ def write_fit(fit, folder: str | Path) -> Path:
             fit.idata.to_netcdf(tmp / "posterior.nc", engine="h5netcdf")
         fit.summary.to_csv(tmp / "summary.csv")
         info = dict(fit.info, estimates={k: float(v) for k, v in fit.estimates.items() if getattr(v, "ndim", 0) == 0})
+        info.pop("model_check", None)  # what load_fit found when it read the fit, not part of the fit
         (tmp / "fit.json").write_text(json.dumps(info, indent=1, default=float))
         old = None
         if folder.exists():
@@ -51,9 +52,19 @@ def write_fit(fit, folder: str | Path) -> Path:
 
 def load_fit(name_or_path: str | Path, model=None):
     """Load a fit by folder path or name (searched in ./fits, the repository's fits/ and
-    the package). With ``model``, warn clearly when the model changed since the fit."""
+    the package), checking that its model has not changed since the fit was made.
+
+    The model hash recorded in ``fit.json`` is compared with ``model`` (a :class:`Model`,
+    a model name or a ``.toml`` path) or, without ``model``, with the current model file of
+    the name the fit records (``models/<name>.toml`` or the copy shipped in the package).
+    A difference, or a fit that records no hash, is an :class:`Il2pkpdWarning` naming
+    both hashes: the posterior may not apply to the model as it now stands. A fit whose
+    model is not found by name (a model file outside the search path) cannot be checked
+    without ``model``; ``fit.info["model_check"]`` says which case applied.
+    """
     import xarray as xr
 
+    from ..errors import ModelSpecError
     from ..inference.fit import Fit, model_hash
 
     p = Path(name_or_path)
@@ -61,14 +72,41 @@ def load_fit(name_or_path: str | Path, model=None):
     folder = next((c for c in candidates if (c / "fit.json").is_file()), None)
     if folder is None:
         raise DataFormatError(f"`fit` {str(name_or_path)!r} not found (looked for fit.json in {[str(c) for c in candidates]})")
-    info = json.loads((folder / "fit.json").read_text())
+    try:
+        info = json.loads((folder / "fit.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{folder / 'fit.json'}: not valid JSON ({exc}); the fit folder is damaged") from None
     estimates = info.pop("estimates", {})
     summary = pd.read_csv(folder / "summary.csv", index_col=0)
     idata = None
     if (folder / "posterior.nc").is_file():
         idata = xr.open_datatree(folder / "posterior.nc", engine="h5netcdf").load()
-    if model is not None and info.get("model_hash") != model_hash(model):
-        warnings.warn(
-            f"model {model.name!r} has changed since fit {folder.name!r} was made (model hash {info.get('model_hash', '?')[:12]} "
-            f"in fit.json, {model_hash(model)[:12]} now): its posterior may not apply; refit", Il2pkpdWarning, stacklevel=2)
+    if isinstance(model, (str, Path)):
+        from .model_file import load_model
+
+        model = load_model(model)
+    recorded = info.get("model_hash")
+    where = "`model`"
+    if model is None and info.get("model"):
+        from .model_file import _resolve, load_model
+
+        try:
+            model = load_model(info["model"])
+            where = str(_resolve(info["model"]))
+        except ModelSpecError:
+            model = None
+    if model is None:
+        info["model_check"] = f"not checked: model {info.get('model', '?')!r} not found by name; pass `model=` to check it"
+    elif recorded is None:
+        info["model_check"] = "not checked: fit.json records no model hash"
+        warnings.warn(f"fit {folder.name!r} records no model hash (made by an older il2pkpd?): whether model {model.name!r} changed "
+                      f"since cannot be checked; refit to be sure", Il2pkpdWarning, stacklevel=2)
+    else:
+        now = model_hash(model)
+        info["model_check"] = "same model" if now == recorded else f"model changed: {recorded[:12]} in fit.json, {now[:12]} now"
+        if now != recorded:
+            warnings.warn(
+                f"model {model.name!r} has changed since fit {folder.name!r} was made: fit.json records model hash {recorded[:12]}, "
+                f"{where} now hashes to {now[:12]}; its posterior may not apply: refit, or pass `model=` the model it was made with",
+                Il2pkpdWarning, stacklevel=2)
     return Fit(info.get("model", ""), summary, info, estimates, idata)

@@ -54,9 +54,14 @@ def load_model(name_or_path: str | Path | Model) -> Model:
     if isinstance(name_or_path, Model):
         return name_or_path
     path = _resolve(name_or_path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is not TOML
+    except UnicodeDecodeError as exc:
+        raise ModelSpecError(f"{path}: a model file must be UTF-8 text; byte {exc.start}: {exc.reason}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ModelSpecError(f"{path}: not valid TOML: {exc}") from None
+        raise ModelSpecError(f"{path}: not valid TOML: {' '.join(str(exc).split())}") from None
+    except RecursionError:  # tomllib recurses on nested arrays and inline tables
+        raise ModelSpecError(f"{path}: not valid TOML for a model: arrays or inline tables nested too deeply") from None
     return build_model(data, source_file=str(path), source_text=text)

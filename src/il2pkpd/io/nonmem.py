@@ -10,11 +10,32 @@ defaults: ``EVID`` (1 where AMT > 0, else 0), ``AMT``, ``CMT``, ``RATE``, ``II``
 label, e.g. ``KA``, ``CL``, ``F1``, ``ALAG1``) or covariate override the model's values for
 that subject; they must be constant within a subject. Rows are numbered from 1 (the first
 data row after the header) in every message.
+
+Refused, naming the row and the value (nothing is coerced or dropped silently):
+
+* a row with more or fewer fields than the header (an unquoted ``1,000`` splits one number
+  into two fields and would shift every later column; the message names the likely cause);
+  a header naming a column twice;
+* ``ID``: a numeric ID that is not an integer (NONMEM's IDs are integers, and a change of
+  ID between consecutive rows starts a new subject, so ``1.5`` between two rows of subject
+  1 would silently split it); a subject's rows that are not contiguous (NONMEM would read
+  the later block as a new subject, il2pkpd would merge it: neither is safe); the same ID
+  written two ways (``1`` and ``1.0``). Text IDs (``P012``) are accepted as they are;
+* a value that is not finite (``inf``), or whose magnitude exceeds :data:`MAX_MAGNITUDE`
+  (1e100), in any column il2pkpd reads (the NONMEM columns and the parameter and covariate
+  columns). No physical quantity in any unit comes near 1e100 (Avogadro's number is 6e23),
+  and below it the solver's and the likelihood's float64 arithmetic, which multiplies and
+  squares amounts, rates and observations (1e100 squared is 1e200 < 1.8e308), stays finite;
+  above it a result is either overflow or meaningless. ``ADDL`` may imply at most
+  :data:`~il2pkpd.dosing._records.MAX_ADDL` (100,000) doses per record;
+* ``MDV`` other than 0 or 1.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +43,12 @@ import numpy as np
 import pandas as pd
 
 from ..dosing import Records, records_from_columns
+from ..dosing._records import MAX_ADDL, MAX_MAGNITUDE
 from ..errors import DataFormatError, RegimenError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NonmemData", "read_nonmem_csv", "from_dataframe", "write_nonmem_csv", "records_to_table"]
+__all__ = ["NonmemData", "read_nonmem_csv", "from_dataframe", "write_nonmem_csv", "records_to_table", "MAX_MAGNITUDE"]
 
 _EVENT_COLUMNS = ("id", "time", "evid", "amt", "cmt", "rate", "ii", "addl", "ss", "dv", "mdv", "dvid")
 _NUMERIC_COLUMNS = ("time", "evid", "amt", "cmt", "rate", "ii", "addl", "ss", "dv", "mdv", "dvid", "cens", "blq", "lloq")
@@ -73,7 +95,7 @@ class NonmemData:
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataFormatError(
                 f"{self._where()}column `{self.columns[name.lower()]}` must be numeric; row {i + 1} "
-                f"(subject {self._id_at(i)!r}) has {s.iloc[i]!r}"
+                f"(subject {self._id_at(i)!r}) has {s.iloc[i]!r}{_comma_hint(s.iloc[i])}"
             )
         fill = 0.0 if default is None else default
         return values.fillna(fill).to_numpy(dtype=float)
@@ -100,6 +122,8 @@ class NonmemData:
         ids = self.table[self.columns["id"]].to_numpy()
         who = lambda i: f"row {i + 1} (subject {self._id_at(i)!r})"  # noqa: E731
         vals: dict[str, np.ndarray] = {}
+        text = np.zeros(n, dtype=bool)  # rows with a non-numeric value (reported once, not again as a consequence)
+        nonnum: dict[str, np.ndarray] = {}
         for name in _NUMERIC_COLUMNS:
             s = self.col(name)
             if s is None:
@@ -107,47 +131,65 @@ class NonmemData:
             values = pd.to_numeric(s, errors="coerce")
             blank = s.isna() | s.astype(str).str.strip().isin(["", "."])
             for i in np.flatnonzero((values.isna() & ~blank).to_numpy()):
-                out.append(f"{who(i)}: column `{self.columns[name]}` must be numeric, got {s.iloc[i]!r}")
+                out.append(f"{who(i)}: column `{self.columns[name]}` must be numeric, got {s.iloc[i]!r}{_comma_hint(s.iloc[i])}")
+                text[i] = True
+            nonnum[name] = (values.isna() & ~blank).to_numpy()
             vals[name] = values.to_numpy(dtype=float)
+            out.extend(f"{who(i)}: {msg}" for i, msg in _magnitude_problems(self.columns[name], vals[name]))
+        # values already reported (non-numeric, infinite, huge, non-integer) are not checked
+        # again for their consequences (CMT 1e-300 is not also "CMT 0 is unknown")
+        bad = {name: np.zeros(n, dtype=bool) for name in _NUMERIC_COLUMNS}
+        for name, v in vals.items():
+            bad[name] = nonnum[name] | np.isinf(v) | (np.abs(np.nan_to_num(v)) > MAX_MAGNITUDE)
         for name in _INTEGER_COLUMNS:
             if name in vals:
                 v = vals[name]
-                for i in np.flatnonzero(np.isfinite(v) & (v != np.round(v))):
+                for i in np.flatnonzero(~bad[name] & np.isfinite(v) & (v != np.round(v))):
                     out.append(f"{who(i)}: column `{self.columns[name]}` must hold integers, got {float(v[i])!r}")
+                bad[name] |= np.isfinite(v) & (v != np.round(v))
         get = lambda k, d: vals[k] if k in vals else np.full(n, d)  # noqa: E731
         time = get("time", np.nan)
-        amt = np.nan_to_num(get("amt", 0.0))
+        amt = np.where(np.isnan(get("amt", 0.0)), 0.0, get("amt", 0.0))
         evid = get("evid", np.nan)
         evid = np.where(np.isnan(evid), np.where(amt > 0, 1.0, 0.0), evid)
-        rate, ii, addl, ss = (np.nan_to_num(get(k, 0.0)) for k in ("rate", "ii", "addl", "ss"))
-        for i in np.flatnonzero(~np.isin(evid, [0, 1, 2, 3, 4])):
+        rate, ii, addl, ss = (np.where(np.isnan(get(k, 0.0)), 0.0, get(k, 0.0)) for k in ("rate", "ii", "addl", "ss"))
+        for i in np.flatnonzero(~np.isin(evid, [0, 1, 2, 3, 4]) & ~bad["evid"]):
             out.append(f"{who(i)}: `EVID` must be 0, 1, 2, 3 or 4, got {float(evid[i])!r}")
-        if "time" in vals:
-            for i in np.flatnonzero(self.table[self.columns["time"]].isna().to_numpy()):
+        if "time" in vals:  # blank or '.' (a non-numeric TIME is reported above)
+            for i in np.flatnonzero(np.isnan(vals["time"]) & ~nonnum["time"]):
                 out.append(f"{who(i)}: `TIME` is missing")
         for i in range(1, n):
-            if ids[i] == ids[i - 1] and time[i] < time[i - 1]:
+            if ids[i] == ids[i - 1] and time[i] < time[i - 1] and not (bad["time"][i] or bad["time"][i - 1]):
                 out.append(f"{who(i)}: `TIME` must be non-decreasing within a subject, got {float(time[i])!r} after {float(time[i - 1])!r}")
-        dose = np.isin(evid, [1, 4])
+        dose = np.isin(evid, [1, 4]) & ~text
         constant_inf = (ss == 1) & (ii == 0) & (rate > 0) & (amt == 0)
-        for i in np.flatnonzero(dose & (amt <= 0) & ~constant_inf):
+        if "amt" not in vals and dose.any():
+            i = int(np.flatnonzero(dose)[0])
+            out.append(f"{who(i)}: `EVID` marks {int(dose.sum())} row(s) as doses (the first on row {i + 1}) but the dataset has no `AMT` column")
+        for i in np.flatnonzero(dose & (amt <= 0) & ~constant_inf & ~bad["amt"] if "amt" in vals else []):
             out.append(f"{who(i)}: `AMT` of a dose must be > 0, got {float(amt[i])!r}")
-        for i in np.flatnonzero(dose & (rate < 0) & ~np.isin(rate, [-1, -2])):
+        for i in np.flatnonzero(dose & (rate < 0) & ~np.isin(rate, [-1, -2]) & ~bad["rate"]):
             out.append(f"{who(i)}: `RATE` must be > 0, 0, -1 or -2, got {float(rate[i])!r}")
         for i in np.flatnonzero(dose & np.isin(ss, [1, 2]) & (ii <= 0) & ~constant_inf):
             out.append(f"{who(i)}: `SS` = {int(ss[i])} needs `II` > 0, got II = {float(ii[i])!r}")
-        for i in np.flatnonzero(dose & (addl > 0) & (ii <= 0)):
+        for i in np.flatnonzero(dose & (addl > 0) & (ii <= 0) & (addl <= MAX_ADDL)):
             out.append(f"{who(i)}: `ADDL` = {int(addl[i])} needs `II` > 0, got II = {float(ii[i])!r}")
+        for i in np.flatnonzero(~bad["addl"] & ((addl < 0) | (addl > MAX_ADDL))):
+            out.append(f"{who(i)}: `ADDL` must be an integer from 0 to {MAX_ADDL:,} (additional doses of one record), got {float(addl[i])!r}")
+        if "mdv" in vals:
+            m = vals["mdv"]
+            for i in np.flatnonzero(~bad["mdv"] & np.isfinite(m) & ~np.isin(m, [0, 1])):
+                out.append(f"{who(i)}: `{self.columns['mdv']}` must be 0 or 1, got {float(m[i])!r}")
         for flag in ("cens", "blq"):  # M3 censoring flags: 1 below LLOQ, -1 above ULOQ (nlmixr2)
             if flag in vals:
-                f = np.nan_to_num(vals[flag])
+                f = np.where(np.isnan(vals[flag]), 0.0, vals[flag])
                 for i in np.flatnonzero(~np.isin(f, [-1, 0, 1])):
                     out.append(f"{who(i)}: `{self.columns[flag]}` must be -1, 0 or 1, got {float(f[i])!r}")
                 if "lloq" in vals:
                     lloq = vals["lloq"]
                     for i in np.flatnonzero((f == 1) & ~(lloq > 0)):
                         out.append(f"{who(i)}: below-LLOQ record (`{self.columns[flag]}` = 1) needs `LLOQ` > 0, got {float(lloq[i])!r}")
-        for i in np.flatnonzero(~np.isin(ss, [0, 1, 2])):
+        for i in np.flatnonzero(~np.isin(ss, [0, 1, 2]) & ~bad["ss"]):
             out.append(f"{who(i)}: `SS` must be 0, 1 or 2, got {float(ss[i])!r}")
         if require_dv:
             mdv = get("mdv", 0.0)
@@ -159,15 +201,16 @@ class NonmemData:
             cmts = sorted(s.cmt for s in model.states)
             if "cmt" in vals:
                 cmt = vals["cmt"]
-                for i in np.flatnonzero(np.isfinite(cmt) & (cmt != 0) & (evid != 3) & ~np.isin(cmt, cmts)):
-                    out.append(f"{who(i)}: `CMT` must be one of {cmts} for model {model.name!r}, got {int(cmt[i])}")
+                for i in np.flatnonzero(~bad["cmt"] & np.isfinite(cmt) & (cmt != 0) & (evid != 3) & ~np.isin(cmt, cmts)):
+                    out.append(f"{who(i)}: `CMT` must be one of {cmts} for model {model.name!r}, got {float(cmt[i]):g}")
                 dose_cmts = [s.cmt for s in model.states if s.dose]
                 for i in np.flatnonzero(dose & np.isin(cmt, cmts) & ~np.isin(cmt, dose_cmts)):
                     out.append(f"{who(i)}: `CMT` {int(cmt[i])} does not accept doses in model {model.name!r} (dose-able: {dose_cmts})")
             if "dvid" in vals and model.observations:
                 dvids = sorted(o.dvid for o in model.observations)
                 dv = vals["dvid"]
-                for i in np.flatnonzero((evid == 0) & np.isfinite(dv) & (dv != 0) & ~np.isin(dv, dvids)):
+                # every row: PRED is given on every record, for the output its DVID maps to
+                for i in np.flatnonzero(~bad["dvid"] & np.isfinite(dv) & (dv != 0) & ~np.isin(dv, dvids)):
                     out.append(f"{who(i)}: `DVID` must be one of {dvids} for model {model.name!r}, got {float(dv[i]):g}")
         key_cols = [self.columns[c] for c in _EVENT_COLUMNS if c in self.columns]
         dup = self.table.duplicated(subset=key_cols, keep="first").to_numpy()
@@ -223,8 +266,8 @@ class NonmemData:
         out = []
         for sid in self.subject_ids:
             idx = np.flatnonzero(ids == sid)
-            recs = records_from_columns({k: v[idx] for k, v in cols.items()}, subject=_label(sid), rows=idx)
             try:
+                recs = records_from_columns({k: v[idx] for k, v in cols.items()}, subject=_label(sid), rows=idx)
                 recs.validate(dose_cmts)
             except RegimenError as exc:
                 raise DataFormatError(f"{self._where()}{exc}") from None
@@ -261,6 +304,19 @@ class NonmemData:
                 continue
             kind, name = lookup[low]
             values = self.numeric(low, np.nan)
+            bad = _magnitude_problems(orig, values)
+            if bad:
+                i, msg = bad[0]
+                raise DataFormatError(f"{self._where()}row {i + 1} (subject {self._id_at(i)!r}): {msg}")
+            if kind == "param":
+                spec = model.parameter(name)
+                out_of_bounds = ~np.isnan(values) & ((values < spec.lower) | (values > spec.upper))
+                if out_of_bounds.any():
+                    i = int(np.flatnonzero(out_of_bounds)[0])
+                    raise DataFormatError(
+                        f"{self._where()}row {i + 1} (subject {self._id_at(i)!r}): column `{orig}` (parameter `{name}`) must lie within "
+                        f"[{spec.lower:g}, {spec.upper:g}] {spec.unit}, got {float(values[i])!r}"
+                    )
             per_subject = []
             for sid in self.subject_ids:
                 v = values[ids == sid]
@@ -287,16 +343,109 @@ class NonmemData:
 
 
 def _label(sid):
-    """A subject id as read ('12') shown as the number NONMEM means (12)."""
+    """A subject id as read ('12') shown as the number NONMEM means (12); a text label
+    ('P012') as it stands, without surrounding blanks."""
+    key = _id_key(sid)
+    return sid if key is None else _key_label(key)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def _comma_hint(value) -> str:
+    """A hint for a number written with a comma ('1,000', '2,5'), else ''."""
+    v = str(value).strip()
+    if _THOUSANDS.match(v):
+        return f" (a thousands separator? write {v.replace(',', '')})"
+    if _DECIMAL_COMMA.match(v):
+        return f" (a decimal comma? write {v.replace(',', '.')})"
+    return ""
+
+
+def _magnitude_problems(column: str, values: np.ndarray) -> list[tuple[int, str]]:
+    """(row index, message) for each value that is infinite or beyond MAX_MAGNITUDE."""
+    out = []
+    for i in np.flatnonzero(np.isinf(values) | (np.abs(np.nan_to_num(values)) > MAX_MAGNITUDE)):
+        v = float(values[i])
+        if np.isinf(v):
+            out.append((int(i), f"column `{column}` must be finite, got {v!r}"))
+        else:
+            out.append((int(i), f"column `{column}` must be at most {MAX_MAGNITUDE:g} in magnitude (no physical quantity comes near it; "
+                                f"float64 arithmetic on it overflows), got {v!r}"))
+    return out
+
+
+def _check_ids(table: pd.DataFrame, idcol: str, where: str) -> None:
+    """NONMEM's ID rules: integers (text IDs accepted as text), each subject's rows
+    contiguous (a change of ID starts a new subject), one spelling per subject."""
+    raw = table[idcol].tolist()
+    first_row: dict[object, int] = {}
+    last_key: object = None
+    block_start = 0
+    for i, v in enumerate(raw):
+        key = _id_key(v)
+        if key is None:
+            raise DataFormatError(
+                f"{where}`ID` must be an integer (or a text label), got {_shown(v)} on row {i + 1}: NONMEM reads every "
+                f"change of ID between consecutive rows as a new subject, so a non-integer ID would silently split a subject"
+            )
+        if i > 0 and key == last_key:
+            if not _same_spelling(v, raw[block_start]):
+                raise DataFormatError(
+                    f"{where}`ID` of subject {_key_label(key)!r} is written {_shown(v)} on row {i + 1} but {_shown(raw[block_start])} on row "
+                    f"{block_start + 1}; write each subject's ID the same way on every row"
+                )
+            continue
+        if key in first_row:
+            raise DataFormatError(
+                f"{where}`ID` {_key_label(key)!r} on row {i + 1} was used before on row {first_row[key] + 1}, with other subjects in between: "
+                f"NONMEM would read row {i + 1} as a new subject; keep each subject's rows together (sort by ID, keeping "
+                f"the rows' order within a subject) or give the later block its own ID"
+            )
+        first_row[key] = i
+        last_key, block_start = key, i
+
+
+def _key_label(key):
+    return key[1] if isinstance(key, tuple) else key
+
+
+def _id_key(v):
+    """The subject an ID value stands for: an int for a number, stripped text for a label;
+    None for a number that is not an integer (or not finite)."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return int(v) if np.isfinite(v) and float(v).is_integer() else None
+    text = str(v).strip()
+    if text in ("", ".") or text.lower().lstrip("+-") in ("inf", "infinity", "nan"):
+        return None
+    if not _NUMBER.fullmatch(text):
+        return ("text", text)  # a label such as 'P012' (NONMEM itself needs numbers)
+    f = float(text)
+    if not np.isfinite(f) or not f.is_integer():
+        return None
+    return int(text) if text.lstrip("+-").isdigit() else int(f)  # '1e3', '2.0': an integer written as a float
+
+
+def _same_spelling(a, b) -> bool:
     try:
-        f = float(sid)
+        return bool(a == b)
     except (TypeError, ValueError):
-        return sid
-    return int(f) if f.is_integer() else f
+        return False
+
+
+def _shown(v) -> str:
+    return repr(v.item() if isinstance(v, np.generic) else v)
 
 
 def from_dataframe(table: pd.DataFrame, source: str = "") -> NonmemData:
-    """Wrap a DataFrame as :class:`NonmemData` (checks ID/TIME and duplicate names)."""
+    """Wrap a DataFrame as :class:`NonmemData` (checks ID/TIME, duplicate names and the
+    ``ID`` rules: integer or text, each subject's rows contiguous)."""
     columns: dict[str, str] = {}
     for c in table.columns:
         low = str(c).strip().lower()
@@ -315,30 +464,101 @@ def from_dataframe(table: pd.DataFrame, source: str = "") -> NonmemData:
             raise DataFormatError(f"{source + ': ' if source else ''}missing required column `{req.upper()}` (columns: {list(table.columns)})")
     if len(table) == 0:
         raise DataFormatError(f"{source + ': ' if source else ''}the dataset has no rows")
+    if table.columns.duplicated().any():
+        dup = table.columns[table.columns.duplicated()][0]
+        raise DataFormatError(f"{source + ': ' if source else ''}column {str(dup)!r} appears more than once; rename one")
     ids = table[columns["id"]]
     if ids.isna().any():
         i = int(np.flatnonzero(ids.isna().to_numpy())[0])
         raise DataFormatError(f"{source + ': ' if source else ''}`ID` is missing on row {i + 1}")
-    return NonmemData(table.reset_index(drop=True), columns, source)
+    table = table.reset_index(drop=True)
+    _check_ids(table, columns["id"], f"{source}: " if source else "")
+    return NonmemData(table, columns, source)
 
 
 def read_nonmem_csv(path: str | Path) -> NonmemData:
     """Read a NONMEM-style CSV file (every row kept, nothing coerced silently).
 
+    UTF-8 (with or without a byte-order mark), comma-separated, ``"``-quoted fields;
+    blank lines are skipped. Every row must have as many fields as the header.
+
     Raises
     ------
     DataFormatError
-        If the file cannot be read or lacks ``ID``/``TIME``.
+        If the file cannot be read, is empty, lacks ``ID``/``TIME``, has a row with more or
+        fewer fields than the header (naming the row, its line and the likely cause), or
+        breaks the ``ID`` rules (see the module docstring).
     """
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"`data` file {str(path)!r} does not exist")
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataFormatError(f"{path}: cannot read as CSV: {exc}") from None
-    table = table.replace({"": np.nan})
-    return from_dataframe(table, str(path))
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, skipinitialspace=True)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # a blank line
+                if any("\x00" in f for f in row):
+                    raise DataFormatError(f"{path}: line {reader.line_num} contains a NUL byte: not a text CSV file (binary, or damaged)")
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(f"{path}: cannot read as CSV: not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataFormatError(f"{path}: cannot read as CSV: line {reader.line_num}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    return from_dataframe(_table_from_rows(rows, lines, str(path)), str(path))
+
+
+def _table_from_rows(rows: list[list[str]], lines: list[int], source: str) -> pd.DataFrame:
+    """A table of text cells ('' -> missing) from parsed CSV rows, refusing rows whose
+    number of fields differs from the header's (pandas would shift the columns or make
+    the first one an index without a word)."""
+    if not rows:
+        raise DataFormatError(f"{source}: the file is empty (no header row)")
+    header = [h.strip() for h in rows[0]]
+    if len(header) == 1:
+        sep = next((c for c in (";", "\t", "|") if c in header[0]), " " if len(header[0].split()) > 1 else None)
+        if sep is not None:
+            raise DataFormatError(
+                f"{source}: the header {_cut(header[0])!r} is one column: the file looks {sep!r}-separated, and il2pkpd reads "
+                f"comma-separated files; save it as CSV with ',' between fields"
+            )
+    header = [h if h else f"Unnamed: {j}" for j, h in enumerate(header)]
+    seen: dict[str, int] = {}
+    for j, h in enumerate(header):
+        if h in seen:
+            raise DataFormatError(f"{source}: column {h!r} appears twice in the header (fields {seen[h] + 1} and {j + 1}); rename one")
+        seen[h] = j
+    n = len(header)
+    rows = [[f.strip() for f in row] for row in rows]  # ' 1 ' is 1 (NONMEM ignores blanks around values)
+    for k, row in enumerate(rows[1:]):
+        if len(row) != n:
+            raise DataFormatError(f"{source}: row {k + 1} (line {lines[k + 1]}) has {len(row)} field{'s' if len(row) != 1 else ''} but the header has {n} columns{_field_hint(row, n)}")
+    table = pd.DataFrame(rows[1:], columns=header, dtype=str) if len(rows) > 1 else pd.DataFrame({h: pd.Series([], dtype=str) for h in header})
+    return table.replace({"": np.nan})
+
+
+def _field_hint(row: list[str], n: int) -> str:
+    """Why a row has the wrong number of fields, when it can be told."""
+    if len(row) > n:
+        shift = ": its values would shift into the wrong columns; likely cause: "
+        pairs = [(j, row[j].strip(), row[j + 1].strip()) for j in range(len(row) - 1)]
+        for j, a, b in pairs:
+            if re.fullmatch(r"[+-]?\d{1,3}", a) and re.fullmatch(r"\d{3}(\.\d*)?", b):
+                return (f"{shift}'{a},{b}' (fields {j + 1}-{j + 2}) is the number {a}{b} written with a thousands separator; "
+                        f"write {a}{b} (an unquoted comma separates fields)")
+        return (f"{shift}an unquoted comma inside a value: a number written with a thousands separator or a decimal comma "
+                f"(write 1000 and 2.5, not 1,000 and 2,5), or text containing a comma (quote it)")
+    other = next((c for c in (";", "\t", "|") if any(c in f for f in row)), None)
+    if other is not None:
+        return f": it looks {other!r}-separated; separate every field with ','"
+    return "; give every row one field per column (an empty field for a missing value: ',,')"
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def write_nonmem_csv(data: NonmemData | pd.DataFrame, path: str | Path) -> Path:

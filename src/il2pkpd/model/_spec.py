@@ -23,6 +23,7 @@ from ..errors import ModelSpecError
 from ..units import Unit, UnitError, parse_unit
 from ._dims import DimensionError, dimension_of, dims_equal, format_dims
 from ._expr import FUNCTIONS, ExpressionError, parse_expression
+from ._expr import shorten as _shorten
 
 __all__ = [
     "ParamSpec",
@@ -302,6 +303,12 @@ class Model:
 # --------------------------------------------------------------------------------------
 
 
+def _cut(text: object, limit: int) -> str:
+    """``str(text)`` on one line, cut to ``limit`` characters (for messages)."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else f"{s[: limit - 30]} ... {s[-20:]} ({len(s):,} characters)"
+
+
 def _line_of(text: str, path: tuple[str, ...]) -> int | None:
     """Best-effort line number of a TOML key path such as ('odes', 'central')."""
     if not text:
@@ -330,7 +337,8 @@ class _Where:
         self.text = source_text
 
     def __call__(self, *path: str) -> str:
-        key = ".".join(path)
+        # a key that is not a plain name (TOML allows any quoted key) is shown quoted, on one line
+        key = ".".join(k if _NAME.match(str(k)) else _shorten(k, 40) for k in path)
         loc = f"`{key}`"
         line = _line_of(self.text, path)
         if line is not None:
@@ -399,11 +407,23 @@ def _expr_text(table: Mapping, key: str, where: str, default: str) -> str:
 
 def _unit(table: Mapping, where: str) -> str:
     text = _str(table, "unit", where)
+    _parse_unit(text, where)
+    return text
+
+
+def _parse_unit(text: str, where: str) -> Unit:
+    """``parse_unit`` at the model-file boundary: a unit whose arithmetic fails ('mg/0',
+    'kg^1e10', deeply nested parentheses) or whose scale is not a positive finite number
+    ('1e400 mg', '0 mg') is a ModelSpecError naming the key, not a crash or a silent inf."""
     try:
-        parse_unit(text)
+        unit = parse_unit(text)
     except UnitError as exc:
         raise ModelSpecError(f"{where}: {exc}") from None
-    return text
+    except (ArithmeticError, RecursionError) as exc:
+        raise ModelSpecError(f"{where}: `unit` {_shorten(text, 60)} cannot be used: {_cut(exc, 80)}") from None
+    if not (math.isfinite(unit.scale) and unit.scale > 0):
+        raise ModelSpecError(f"{where}: `unit` {_shorten(text, 60)} must have a positive finite scale, got {unit.scale!r}")
+    return unit
 
 
 def _section(data: Mapping, name: str, where: _Where) -> Mapping:
@@ -449,10 +469,7 @@ def build_model(data: Mapping[str, Any], *, source_file: str = "", source_text: 
     _check_keys(header, {"name", "description", "time_unit", "drug"}, where("model"))
     name = _str(header, "name", where("model"))
     time_unit = _str(header, "time_unit", where("model"))
-    try:
-        tu = parse_unit(time_unit)
-    except UnitError as exc:
-        raise ModelSpecError(f"{where('model', 'time_unit')}: {exc}") from None
+    tu = _parse_unit(time_unit, where("model", "time_unit"))
     if tu.dims != parse_unit("h").dims:
         raise ModelSpecError(f"{where('model', 'time_unit')}: must be a unit of time, got {time_unit!r}")
 
@@ -691,7 +708,7 @@ class SymbolicModel:
 
         def declare(name: str, unit: str, kind: str, w: str) -> None:
             if not _NAME.match(name) or keyword.iskeyword(name):
-                raise ModelSpecError(f"{w}: `{name}` is not a valid name (letters, digits, _; not starting with a digit)")
+                raise ModelSpecError(f"{w}: {_shorten(name, 40)} is not a valid name (letters, digits, _; not starting with a digit)")
             if name in _RESERVED:
                 raise ModelSpecError(f"{w}: `{name}` is reserved (time `t`, functions and constants); choose another name")
             if name in q:
@@ -722,8 +739,12 @@ class SymbolicModel:
             labels[lab] = spec.name
         for c in model.constants:
             declare(c.name, c.unit, "constant", where("constants", c.name))
+            if not math.isfinite(c.value):
+                raise ModelSpecError(f"{where('constants', c.name)}: `value` must be finite, got {c.value!r}")
         for c in model.covariates:
             declare(c.name, c.unit, "covariate", where("covariates", c.name))
+            if not math.isfinite(c.value):
+                raise ModelSpecError(f"{where('covariates', c.name)}: `value` must be finite, got {c.value!r}")
         cmts: dict[int, str] = {}
         for s in model.states:
             w = where("states", s.name)
@@ -744,8 +765,8 @@ class SymbolicModel:
         for e in model.events:
             declare(f"hazard_{e.name}", f"1/{model.time_unit}", "output", where("events", e.name))
             declare(f"surv_{e.name}", "1", "output", where("events", e.name))
-        if not model.states:
-            raise ModelSpecError(f"{model.source_file or model.name}: a model needs at least one state in [states]")
+        if not model.states and not model.events:
+            raise ModelSpecError(f"{model.source_file or model.name}: a model needs at least one state in [states] or an event in [events]")
 
         t = sp.Symbol("t", real=True)
         symbols = {name: qq.symbol for name, qq in q.items()}
@@ -764,12 +785,12 @@ class SymbolicModel:
             try:
                 d = dimension_of(expr, dims)
             except DimensionError as exc:
-                raise ModelSpecError(f"{w}: unit clash: {exc}") from None
+                raise ModelSpecError(f"{w}: unit clash: {_cut(exc, 400)}") from None
             target = tuple(sp.Integer(x.numerator) / x.denominator for x in unit.dims)
             if not dims_equal(d, target):
                 raise ModelSpecError(
                     f"{w}: unit clash: {what} must have dimension {format_dims(target)} "
-                    f"({unit.text}), but `{expr}` has {format_dims(d)}"
+                    f"({unit.text}), but `{_cut(expr, 120)}` has {format_dims(d)}"
                 )
 
         # -- outputs (may reference one another; must be acyclic) ------------------------
