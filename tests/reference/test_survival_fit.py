@@ -3,8 +3,8 @@
 Event-only models (no ODE states of their own: the cumulative hazard is the only state),
 one event/censoring row per subject (no TIME 0 row), covariates from the dataset. Oracles:
 the closed-form Weibull log-likelihood ``d log h(T) - H(T)`` with ``H`` from TIME 0, the
-closed-form exponential MLE ``sum(d) / sum(T)``, and ``scipy.optimize`` on the closed-form
-likelihood. Uniform priors make the MAP (PyMC's, on the model's own scale: no Jacobian) the
+closed-form exponential MLE ``sum(d) / sum(T)``, ``scipy.stats.lognorm`` for the log-normal
+AFT model, and ``scipy.optimize`` on the closed-form likelihoods. Uniform priors make the MAP (PyMC's, on the model's own scale: no Jacobian) the
 maximum-likelihood estimate.
 """
 
@@ -121,14 +121,19 @@ def data(tmp_path_factory):
     return path, (time, dead, age, sex)
 
 
+def _il2pkpd_loglik(spec: dict, path, x) -> float:
+    """il2pkpd's log-likelihood of the dataset at ``x`` (every subject), tight solver tolerance."""
+    model = il2pkpd.build_model(spec)
+    loglik = JointLoglik(model, subject_data(model, il2pkpd.read_nonmem_csv(path)), il2pkpd.SolverOptions(rtol=1e-10, atol=1e-12))
+    total, _, status = loglik(np.tile(x, (len(loglik.subjects), 1)))
+    assert np.all(np.asarray(status) == 0)
+    return float(total)
+
+
 def test_cumulative_hazard_counts_from_time_zero_without_a_time_zero_row(data):
     path, arrays = data
-    model = il2pkpd.build_model(_spec())
-    loglik = JointLoglik(model, subject_data(model, il2pkpd.read_nonmem_csv(path)), il2pkpd.SolverOptions(rtol=1e-10, atol=1e-12))
-    x = [TRUTH[p.name] for p in model.parameters]
-    total, per_subject, status = loglik(np.tile(x, (N, 1)))
-    assert np.all(np.asarray(status) == 0)
-    assert float(total) == pytest.approx(_loglik(x, *arrays), rel=1e-7)
+    x = [TRUTH[name] for name in _spec()["parameters"]]
+    assert _il2pkpd_loglik(_spec(), path, x) == pytest.approx(_loglik(x, *arrays), rel=1e-7)
 
 
 def test_records_before_time_zero_are_a_delayed_entry_at_zero(tmp_path):
@@ -206,3 +211,72 @@ def test_map_that_stops_early_says_so(data, monkeypatch):
     assert not opt["converged"] and opt["iterations"] <= 2 and opt["gradient_norm"] > pymc_model.MAP_GRADIENT_TOL
     msgs = [str(w.message) for w in caught if issubclass(w.category, Il2pkpdWarning)]
     assert any("MAP did not converge" in m and "after 2 iterations" in m for m in msgs), msgs
+
+
+# ---- log-normal (accelerated failure time) --------------------------------------------
+
+LOGNORMAL_TRUTH = {"tmed": 400.0, "s": 0.9, "b_age": -0.02, "b_sex": -0.4}
+
+
+def _lognormal_spec():
+    uniform = lambda lo, hi: {"dist": "uniform", "lower": lo, "upper": hi}  # noqa: E731
+    return {
+        "model": {"name": "lognormal_aft", "time_unit": "day"},
+        "parameters": {
+            "tmed": {"value": 300.0, "unit": "day", "lower": 0.0, "prior": uniform(10.0, 5000.0)},
+            "s": {"value": 1.0, "unit": "1", "lower": 0.0, "prior": uniform(0.1, 5.0)},
+            "b_age": {"value": 0.0, "unit": "1", "prior": uniform(-1.0, 1.0)},
+            "b_sex": {"value": 0.0, "unit": "1", "prior": uniform(-5.0, 5.0)},
+        },
+        "covariates": {"age": {"value": 60.0, "unit": "1", "label": "AGE"}, "sex": {"value": 0.0, "unit": "1", "label": "SEX"}},
+        "events": {"death": {"hazard": "lognormal_hazard(t, tmed*exp(b_age*(age - 60) + b_sex*sex), s)"}},
+    }
+
+
+def _lognormal_loglik(x, time, dead, age, sex) -> float:
+    """scipy.stats: log f(T) for events, log S(T) for censored times."""
+    import scipy.stats
+
+    tmed, s, b_age, b_sex = x
+    dist = scipy.stats.lognorm(s=s, scale=tmed * np.exp(b_age * (age - 60) + b_sex * sex))
+    return float(np.sum(np.where(dead == 1, dist.logpdf(time), dist.logsf(time))))
+
+
+@pytest.fixture(scope="module")
+def lognormal_data(tmp_path_factory):
+    """SYNTHETIC log-normal AFT data, uniform censoring, end of study 730 d."""
+    rng = np.random.default_rng(11)
+    age = rng.uniform(40, 80, N).round()
+    sex = rng.integers(0, 2, N).astype(float)
+    t = LOGNORMAL_TRUTH
+    t_event = t["tmed"] * np.exp(t["b_age"] * (age - 60) + t["b_sex"] * sex + t["s"] * rng.standard_normal(N))
+    t_cens = np.minimum(rng.uniform(100, 1500, N), 730.0)
+    time = np.minimum(t_event, t_cens).round(2)
+    dead = (t_event <= t_cens).astype(float)
+    path = _csv(tmp_path_factory.mktemp("lognormal") / "lognormal.csv", time, dead, age, sex)
+    return path, (time, dead, age, sex)
+
+
+def test_lognormal_loglik_equals_scipy_stats(lognormal_data):
+    path, arrays = lognormal_data
+    x = [LOGNORMAL_TRUTH[name] for name in _lognormal_spec()["parameters"]]
+    assert _il2pkpd_loglik(_lognormal_spec(), path, x) == pytest.approx(_lognormal_loglik(x, *arrays), rel=1e-7)
+
+
+def test_lognormal_map_with_covariates_matches_scipy_optimize(lognormal_data):
+    path, arrays = lognormal_data
+    fit = il2pkpd.fit(il2pkpd.build_model(_lognormal_spec()), path, sampler="map", options=il2pkpd.SolverOptions(rtol=1e-10, atol=1e-12))
+    assert fit.info["optimizer"]["converged"]
+    res = scipy.optimize.minimize(lambda z: -_lognormal_loglik([np.exp(z[0]), np.exp(z[1]), z[2], z[3]], *arrays),
+                                  x0=[np.log(300.0), 0.0, 0.0, 0.0], method="BFGS", options={"gtol": 1e-6})
+    assert np.max(np.abs(res.jac)) < 1e-3
+    mle = {"tmed": np.exp(res.x[0]), "s": np.exp(res.x[1]), "b_age": res.x[2], "b_sex": res.x[3]}
+    for name, value in mle.items():
+        assert fit.estimates[name] == pytest.approx(value, rel=1e-3, abs=1e-5), name
+
+
+def test_weibull_with_a_decreasing_hazard_equals_the_closed_form(data):
+    """Shape < 1 (a hazard infinite at t = 0, typical after an MI): still integrable from 0."""
+    path, arrays = data
+    x = [0.002, 0.6, 0.03, 0.5]
+    assert _il2pkpd_loglik(_spec(), path, x) == pytest.approx(_loglik(x, *arrays), rel=1e-6)

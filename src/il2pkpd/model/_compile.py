@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import sympy as sp
 
+from ._special import SPECIAL
+
 __all__ = ["CompiledModel", "compile_model"]
 
 
@@ -78,7 +80,8 @@ def _with_safe_powers(expr: sp.Expr) -> sp.Expr:
 def _vector_fn(args: list, exprs: list[sp.Expr], module: str) -> Callable:
     exprs = [_with_safe_powers(sp.sympify(e)) for e in exprs]
     safe_pow = _jax_safe_pow if module == "jax" else _numpy_safe_pow
-    fn = sp.lambdify(args, exprs, modules=[{"safe_pow": safe_pow}, module], cse=True)
+    special = {name: getattr(s, module) for name, s in SPECIAL.items()}
+    fn = sp.lambdify(args, exprs, modules=[{"safe_pow": safe_pow, **special}, module], cse=True)
     xp = jnp if module == "jax" else np
 
     def wrapped(*a):

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 import sympy as sp
 
 from ..units import BASE_DIMENSIONS
+from ._special import SPECIAL
+
+_SPECIAL_BY_CLASS = {special.function: (name, special) for name, special in SPECIAL.items()}
 
 __all__ = ["DimensionError", "dimension_of", "dims_equal", "format_dims"]
 
@@ -90,6 +93,8 @@ def dimension_of(expr: sp.Basic, dims: Mapping[sp.Symbol, Dims]) -> Dims | None:
                 f"`{expr.args[0]}` has dimension {format_dims(d)}"
             )
         return _ZERO
+    if type(expr) in _SPECIAL_BY_CLASS:
+        return _special_dims(expr, dims)
     if isinstance(expr, sp.Abs):
         return dimension_of(expr.args[0], dims)
     if isinstance(expr, (sp.Max, sp.Min)):
@@ -110,6 +115,21 @@ def dimension_of(expr: sp.Basic, dims: Mapping[sp.Symbol, Dims]) -> Dims | None:
     if expr in (sp.true, sp.false):
         return _ZERO
     raise DimensionError(f"cannot work out the dimension of `{expr}` ({type(expr).__name__})")
+
+
+def _special_dims(expr, dims) -> Dims:
+    """Dimension of a call to a function of :data:`SPECIAL`, by its own rule."""
+    name, special = _SPECIAL_BY_CLASS[type(expr)]
+
+    def require_dimensionless(i: int) -> None:
+        d = dimension_of(expr.args[i], dims)
+        if not _dimless(d):
+            raise DimensionError(f"argument {i + 1} of {special.signature} must be dimensionless, but `{expr.args[i]}` has dimension {format_dims(d)}")
+
+    def same(indices, what: str) -> Dims | None:
+        return _same([expr.args[i] for i in indices], dims, what, expr)
+
+    return special.dims(expr.args, require_dimensionless, same, _ZERO)
 
 
 def _same(args, dims, what: str, whole) -> Dims | None:

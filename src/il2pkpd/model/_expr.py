@@ -36,6 +36,8 @@ import mpmath
 import sympy as sp
 from sympy.logic.boolalg import Boolean
 
+from ._special import SPECIAL
+
 __all__ = ["ExpressionError", "parse_expression", "FUNCTIONS", "MAX_LENGTH", "MAX_DEPTH", "shorten"]
 
 #: Longest expression accepted, in characters.
@@ -108,8 +110,8 @@ FUNCTIONS: dict[str, Callable] = {
     "expit": _expit,
     "logit": _logit,
     "if_else": _if_else,
-}
-_ARITY = {"min": None, "max": None, "pow": 2, "if_else": 3}
+} | {name: special.function for name, special in SPECIAL.items()}
+_ARITY = {"min": None, "max": None, "pow": 2, "if_else": 3} | {name: special.function.nargs.args[0] for name, special in SPECIAL.items()}
 
 _BINOPS = {
     ast.Add: lambda a, b: a + b,
