@@ -241,7 +241,7 @@ def simulate(
     solver: Annotated[str, typer.Option(help="ODE solver: tsit5 (default), dopri5, dopri8, rodas4 (stiff: long follow-up) or kvaerno5.")] = "tsit5",
     rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver.")] = 1e-8,
     atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = 1e-12,
-    max_steps: Annotated[int, typer.Option(help="Maximum solver steps between two events.")] = 100_000,
+    max_steps: Annotated[int, typer.Option(help="Maximum solver steps: over a subject's whole horizon for rodas4, between two events for the other solvers.")] = 100_000,
     outputs: Annotated[Optional[str], typer.Option(help="Comma-separated outputs to summarise and plot (default: all in the table, the first 6 in the plot).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write results (every output and state) to .csv or .nc.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a figure of the outputs (.png, .pdf, .svg ...).")] = None,
@@ -431,16 +431,21 @@ def predict(
     out: Annotated[Path, typer.Option(help="Output CSV: every input row plus PRED.")],
     param: Annotated[Optional[list[str]], typer.Option(help="NAME=VALUE or NAME=COLUMN (repeatable), e.g. --param ALAG2=LAGT.")] = None,
     pred_unit: Annotated[Optional[str], typer.Option(help="Unit of PRED, e.g. ng/mL (default: the output's).")] = None,
+    solver: Annotated[str, typer.Option(help="ODE solver: tsit5 (default), dopri5, dopri8, rodas4 (stiff) or kvaerno5.")] = "tsit5",
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver.")] = 1e-8,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = 1e-12,
 ) -> None:
     """Write every dataset row back with PRED: the model's observed output at that record."""
     from .io.model_file import load_model
     from .io.nonmem import read_nonmem_csv
     from .io.output import atomic_write
     from .io.predict import predict as run
+    from .solve import SolverOptions
 
+    options = SolverOptions(solver=solver, rtol=rtol, atol=atol)  # bad options fail here, before the work
     m = load_model(model)
     d = read_nonmem_csv(data)
-    result = run(m, d, _parse_params(param, True), pred_unit=pred_unit)
+    result = run(m, d, _parse_params(param, True), pred_unit=pred_unit, options=options)
     atomic_write(out, lambda p: result.to_csv(p, index=False, float_format="%.10g"))
     typer.echo(f"wrote {out} ({len(result)} rows, {len(d.subject_ids)} subjects)")
 

@@ -17,7 +17,6 @@ from il2pkpd.dosing import Record, Records
 from il2pkpd.inference.fit import Fit
 
 pytest.importorskip("pymc")
-from test_fit import model, nuts_fit, subjects  # noqa: E402,F401  (module-scoped fixtures)
 
 T = np.array([0.25, 0.5, 1, 2, 4, 6, 8, 12, 24.0])
 

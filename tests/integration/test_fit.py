@@ -16,37 +16,11 @@ import numpy as np
 import pytest
 
 import il2pkpd
-from il2pkpd.dosing import Record, Records
 
 pytest.importorskip("pymc")
 from test_fit_map import SPEC, TRUTH  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return il2pkpd.build_model(SPEC)
-
-
-@pytest.fixture(scope="module")
-def subjects(model):
-    t = np.array([0.25, 0.5, 1, 2, 4, 6, 8, 12, 24.0])
-    ds = il2pkpd.simulate(model, "100 mg po once", t, params=TRUTH, n_subjects=16, seed=5, residual_error=True)
-    return [Records([Record(0, 1, 100.0, 1, row=0)] + [Record(tt, 0, cmt=2, dvid=1, dv=float(ds.cp_obs.values[i, j]), row=j + 1) for j, tt in enumerate(t)], subject=i + 1)
-            for i in range(16)]
-
-
-@pytest.fixture(scope="module")
-def nuts_fit(model, subjects):
-    from il2pkpd.inference import fit
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = fit(model, subjects, draws=150, tune=150, chains=2, seed=1)
-    messages = [str(w.message) for w in caught if issubclass(w.category, il2pkpd.Il2pkpdWarning)]
-    assert any("ESS below 400" in m for m in messages), messages  # 300 draws cannot reach ESS 400
-    return result
 
 
 def _assert_posterior_covers_the_truth(summary):

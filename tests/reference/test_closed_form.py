@@ -104,7 +104,7 @@ def test_two_compartment_oral_matches_matrix_exponential(pk2):
     assert_close(ds["cp"].values[0], want)
 
 
-@pytest.mark.parametrize("solver", ["dopri5", "kvaerno5"])
+@pytest.mark.parametrize("solver", ["dopri5", "kvaerno5", "rodas4"])
 def test_other_solvers_agree_with_closed_form(pk1, solver):
     ds = il2pkpd.simulate(pk1, "100 mg po once", T, params=dict(ka=1.3, cl=2.0, v=25.0), solver=solver)
     assert_close(ds["cp"].values[0], bateman(T, 100.0, 1.0, 1.3, 0.08, 25.0), rel=1e-5)

@@ -17,15 +17,17 @@ import pandas as pd
 import pytest
 
 
-@pytest.fixture(scope="module")
-def predicted(conformance, tmp_path_factory):
+@pytest.fixture(scope="module", params=["tsit5", "rodas4"])
+def predicted(conformance, tmp_path_factory, request):
+    """Both engine paths: Tsit5 (one diffrax solve per event interval) and Rodas4 (one loop
+    per subject with doses and outputs inside it)."""
     out = tmp_path_factory.mktemp("nm") / "pred.csv"
     cmd = [
         sys.executable, "-m", "il2pkpd", "predict", "--model", "pk1_oral",
         "--data", str(conformance / "nonmem-dosing" / "data.csv"), "--out", str(out),
         "--param", "KA=1.5", "--param", "CL=1.1", "--param", "V=20",
         "--param", "ALAG2=LAGT", "--param", "F2=BIOAV", "--param", "R2=RAT2", "--param", "D2=DUR2",
-        "--pred-unit", "ng/mL",
+        "--pred-unit", "ng/mL", "--solver", request.param,
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr

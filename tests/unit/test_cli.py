@@ -60,3 +60,16 @@ def test_datasets_lists_the_published_evidence():
     res = run("datasets")
     assert res.returncode == 0
     assert "ivory_tbr_diff_index" in res.stdout and "S12" in res.stdout
+
+
+def test_predict_and_simulate_solver_defaults_are_the_library_defaults():
+    """The CLI's solver defaults for predict/simulate are SolverOptions()'s (one place)."""
+    import inspect
+
+    from il2pkpd import cli
+    from il2pkpd.solve import SolverOptions
+
+    default = SolverOptions()
+    for command in (cli.predict, cli.simulate):
+        params = inspect.signature(command).parameters
+        assert (params["solver"].default, params["rtol"].default, params["atol"].default) == (default.solver, default.rtol, default.atol), command.__name__

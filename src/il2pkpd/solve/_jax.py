@@ -18,39 +18,11 @@ import jax.numpy as jnp
 
 from ..errors import OptionError
 from ._events import GHOSTS, Kind
+from ._loop import make_subject_loop
 from ._rosenbrock import Rodas4
+from ._status import SolveStatus
 
 __all__ = ["SolverOptions", "SolveStatus", "make_batch_solver"]
-
-
-class SolveStatus:
-    """Status codes of a subject's solve (0 is success)."""
-
-    SUCCESS = 0
-    MAX_STEPS = 1
-    SOLVER_FAILED = 2
-    STEADY_STATE_NOT_REACHED = 3
-    TOO_MANY_OVERLAPPING_INFUSIONS = 4
-    INVALID_DOSE_PARAMETER = 5
-    NON_FINITE = 6
-
-    MESSAGES = {
-        0: "success",
-        1: "maximum number of solver steps reached",
-        2: "the ODE solver failed",
-        3: "steady state not reached within the iteration limit",
-        4: f"more than {GHOSTS} overlapping infusions at steady state (II much shorter than the infusion)",
-        5: "invalid dose parameter (bioavailability < 0, lag < 0, or a modelled rate/duration <= 0 for a RATE = -1/-2 dose)",
-        6: "the solution became non-finite (NaN or infinity)",
-    }
-    HINTS = {
-        1: "Try solver='rodas4' (stiff), looser rtol/atol, or a larger max_steps.",
-        2: "Check parameter values; try solver='rodas4' or looser tolerances.",
-        3: "The model may have no periodic steady state for this dose (e.g. an accumulating state); raise ss_max_iter or avoid SS records.",
-        4: "Split the regimen into explicit doses instead of SS records.",
-        5: "Set the model's F/ALAG/R/D parameters (or dataset columns) to valid values.",
-        6: "Check parameter values (e.g. negative volumes) and the model's expressions.",
-    }
 
 
 _SOLVERS = {
@@ -75,9 +47,18 @@ class SolverOptions:
     rtol, atol
         Relative and absolute tolerances (atol in the states' declared units).
     max_steps
-        Maximum solver steps between two consecutive events.
+        Maximum solver steps: over a subject's whole horizon for Rodas4 (one loop), between
+        two consecutive events for the other solvers.
     ss_max_iter
         Maximum dosing intervals iterated to reach a steady state (SS records).
+    adjoint_steps
+        Length of the tape Rodas4's adjoint keeps per subject when a solve is differentiated
+        (accepted steps plus events; about 4 MB per IVORY subject).
+        A longer solve reports status 7 rather than a wrong gradient.
+    path
+        ``"auto"`` (Rodas4 runs as one loop per subject with its own adjoint; the other
+        solvers run one diffrax solve per event interval), ``"loop"`` or ``"segments"`` to
+        force one (for benchmarks and cross-checks; ``"loop"`` needs Rodas4).
     """
 
     solver: str = "tsit5"
@@ -85,6 +66,8 @@ class SolverOptions:
     atol: float = 1e-12
     max_steps: int = 100_000
     ss_max_iter: int = 2000
+    adjoint_steps: int = 16384
+    path: str = "auto"
 
     def __post_init__(self):
         if self.solver not in _SOLVERS:
@@ -95,6 +78,17 @@ class SolverOptions:
             raise OptionError(f"`atol` must be > 0, got {self.atol!r}")
         if int(self.max_steps) != self.max_steps or self.max_steps < 1:
             raise OptionError(f"`max_steps` must be a positive integer, got {self.max_steps!r}")
+        if int(self.adjoint_steps) != self.adjoint_steps or self.adjoint_steps < 1:
+            raise OptionError(f"`adjoint_steps` must be a positive integer, got {self.adjoint_steps!r}")
+        if self.path not in ("auto", "loop", "segments"):
+            raise OptionError(f"`path` must be 'auto', 'loop' or 'segments', got {self.path!r}")
+        if self.path == "loop" and self.solver != "rodas4":
+            raise OptionError(f"`path='loop'` needs solver='rodas4', got solver={self.solver!r}")
+
+    @property
+    def single_loop(self) -> bool:
+        """Whether subjects are integrated as one Rodas4 loop each (``_loop``)."""
+        return self.path == "loop" or (self.path == "auto" and self.solver == "rodas4")
 
 
 def _safe_div(num, den, use):
@@ -138,6 +132,16 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
         return compiled.rhs(t, y, theta, cov) + rates
 
     term = diffrax.ODETerm(vector_field)
+
+    if options.single_loop:
+        def loop_cov_at(diff, tt):
+            if "rec_cov" not in diff:
+                return diff["cov"]
+            # the covariates of the first record at or after the step's end (NOCB)
+            return diff["rec_cov"][jnp.minimum(jnp.searchsorted(diff["rec_time"], tt, side="left"), diff["rec_cov"].shape[0] - 1)]
+
+        subject_loop, _ = make_subject_loop(compiled.rhs, n_states, options.rtol, options.atol, options.max_steps,
+                                            options.adjoint_steps, loop_cov_at)
 
     def integrate(y0, t0, t1, rates, theta, cov):
         sol = diffrax.diffeqsolve(
@@ -216,6 +220,18 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
                 return cov
             rt = ev["rec_time"]
             return ev["rec_cov"][jnp.minimum(jnp.searchsorted(rt, tt, side="left"), rt.shape[0] - 1)]
+
+        if options.single_loop:
+            diff = {"y_init": y_init, "theta": theta, "cov": cov, "t": xs["t"], "amount": xs["amount"], "drate": xs["drate"],
+                    "ss_y": ss_y, "ss_rate": ss_rate, "t_start": jnp.asarray(t_start, dtype=y_init.dtype)}
+            if time_varying_cov:  # record times ride along with the values (their cotangent is zero)
+                diff["rec_cov"], diff["rec_time"] = ev["rec_cov"], ev["rec_time"]
+            ints = {"kind": xs["kind"], "state": xs["state"], "epoch": xs["epoch"], "ss": xs["ss"], "slot": xs["slot"],
+                    "out_index": xs["out_index"], "n_out": jnp.zeros(n_out, dtype=jnp.int32)}
+            y_out, brk_out, status, fail_t = subject_loop(diff, ints)
+            status = jnp.where(status0 != SolveStatus.SUCCESS, status0, status)
+            outs = jax.vmap(lambda tt, yy: compiled.outputs(tt, yy, theta, cov_at(tt)))(out_times, y_out)
+            return outs, y_out, status, fail_t, brk_out
 
         def body(carry, x):
             t, y, rates, epoch, status, fail_t, brk = carry

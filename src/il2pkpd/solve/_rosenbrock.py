@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Rodas4"]
+__all__ = ["Rodas4", "rodas4_step"]
 
 _GAMMA = 0.25
 _C = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])
@@ -74,6 +74,67 @@ def _inverse(a):
     return aug[:, n:]
 
 
+#: smallest pivot, relative to the largest entry, the non-pivoting inverse accepts
+_PIVOT_FLOOR = 1e-6
+
+
+def _inverse_fast(a):
+    """Gauss-Jordan inverse without pivoting (unrolled: 3x faster than with pivoting for
+    n ~ 13), falling back to :func:`_inverse` when a pivot is small or the result is not
+    finite. ``W = I/(gamma h) - J`` is diagonally dominant for the small steps of a fast
+    phase; only long steps over a slow phase can make it otherwise."""
+    n = a.shape[0]
+    aug = jnp.concatenate([a, jnp.eye(n, dtype=a.dtype)], axis=1)
+    smallest = jnp.asarray(jnp.inf, dtype=a.dtype)
+    for k in range(n):
+        pivot = aug[k, k]
+        smallest = jnp.minimum(smallest, jnp.abs(pivot))
+        row = aug[k] / pivot
+        aug = aug - aug[:, k : k + 1] * row[None, :]
+        aug = aug.at[k].set(row)
+    inv = aug[:, n:]
+    ok = (smallest > _PIVOT_FLOOR * jnp.max(jnp.abs(a))) & jnp.all(jnp.isfinite(inv))
+    return jax.lax.cond(ok, lambda: inv, lambda: _inverse(a))
+
+
+
+def rodas4_step(f: Callable, jac, f_t, t0, h, y0):
+    """One Rodas4 step of size ``h`` from ``(t0, y0)``.
+
+    Parameters
+    ----------
+    f
+        ``f(t, y)``, the vector field.
+    jac, f_t
+        ``df/dy`` (n, n) and ``df/dt`` (n,) at ``(t0, y0)``.
+
+    Returns
+    -------
+    y1, error
+        The 4th-order solution and the embedded error estimate (the last stage).
+    """
+    n = y0.shape[0]
+    w = jnp.eye(n, dtype=y0.dtype) / (_GAMMA * h) - jac
+    # An unrolled inverse beats LAPACK for n ~ 5-20 on CPU (IVORY, n = 13: 2.4 us without
+    # pivoting, 7.1 us with, 4.7 us LAPACK): six stage solves become matrix-vector products
+    w_inv = _inverse_fast(w)
+    ks = []
+    for i in range(_STAGES):
+        u_i = y0
+        rhs = _D[i] * h * f_t
+        for j in range(i):
+            if _A[i, j] != 0.0:
+                u_i = u_i + _A[i, j] * ks[j]
+            if _CC[i, j] != 0.0:
+                rhs = rhs + (_CC[i, j] / h) * ks[j]
+        f_i = f(t0 + _C[i] * h, u_i)
+        ks.append(w_inv @ (f_i + rhs))
+    u_last = y0
+    for j in range(_STAGES - 1):
+        u_last = u_last + _A[-1, j] * ks[j]
+    return u_last + ks[-1], ks[-1]
+
+
 class Rodas4(diffrax.AbstractAdaptiveSolver):
     """Rodas4 (order 4, embedded order 3, L-stable, stiffly accurate) for ODE terms.
 
@@ -111,27 +172,9 @@ class Rodas4(diffrax.AbstractAdaptiveSolver):
             _, f_t = jax.jvp(lambda t: f(t, y0), (t0,), (jnp.ones_like(t0),))
         else:
             jac, f_t = self.jac(t0, y0, args)
-        n = y0.shape[0]
-        w = jnp.eye(n, dtype=y0.dtype) / (_GAMMA * h) - jac
-        # An unrolled inverse beats LAPACK's LU for n ~ 5-20 on CPU (3.8 vs 7.5 us per IVORY
-        # step): six stage solves become matrix-vector products with no custom calls.
-        w_inv = _inverse(w)
-        ks = []
-        for i in range(_STAGES):
-            u_i = y0
-            rhs = _D[i] * h * f_t
-            for j in range(i):
-                if _A[i, j] != 0.0:
-                    u_i = u_i + _A[i, j] * ks[j]
-                if _CC[i, j] != 0.0:
-                    rhs = rhs + (_CC[i, j] / h) * ks[j]
-            f_i = f(t0 + _C[i] * h, u_i)
-            ks.append(w_inv @ (f_i + rhs))
-        u_last = y0
-        for j in range(_STAGES - 1):
-            u_last = u_last + _A[-1, j] * ks[j]
-        y1 = jnp.where(live, u_last + ks[-1], y0)
-        y_error = jnp.where(live, ks[-1], 0.0)
+        y_new, err = rodas4_step(f, jac, f_t, t0, h, y0)
+        y1 = jnp.where(live, y_new, y0)
+        y_error = jnp.where(live, err, 0.0)
         dense_info = dict(y0=y0, y1=y1)
         return y1, y_error, dense_info, None, diffrax.RESULTS.successful
 
