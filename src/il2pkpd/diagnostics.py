@@ -240,19 +240,24 @@ def km_vpc(fit, model, subjects, event: str, *, n_rep: int = 100, grid: Sequence
     from .dosing import Record, Records
 
     curves = np.empty((n_rep, grid.size))
-    fine = np.union1d(grid, np.linspace(0.0, obs_t.max(), 400))
+    # the observed follow-up times are on the simulation grid, so "event before the end of
+    # follow-up" is decided exactly, not at the grid's resolution
+    fine = np.union1d(np.union1d(grid, np.linspace(0.0, obs_t.max(), 400)), obs_t)
     dose_only = [Records([r for r in recs if r.evid != 0 and r.evid != 2] or [Record(time=0.0, evid=2)], subject=recs.subject) for recs in with_event]
+    # every replicate trial in one simulate() call (one batch of n_rep x n subjects)
+    table = {p.name: thetas[:, :, j].reshape(-1) for j, p in enumerate(model.parameters)}
+    ds = simulate(model, dose_only * n_rep, fine, subject_params=table, covariates={k: np.tile(v, n_rep) for k, v in cov.items()} or None)
+    cum_all = np.asarray(ds[f"cumhaz_{event}"].values).reshape(n_rep, n, fine.size)
+    end = np.searchsorted(fine, obs_t)
     for r in range(n_rep):
-        table = {p.name: thetas[r, :, j] for j, p in enumerate(model.parameters)}
-        ds = simulate(model, dose_only, fine, subject_params=table, covariates=cov or None)
-        cum = np.asarray(ds[f"cumhaz_{event}"].values)
+        cum = cum_all[r]
         u = rng.random(n)
         t_sim = np.empty(n)
         d_sim = np.empty(n)
         for i in range(n):
             hit = np.nonzero(cum[i] >= -np.log(u[i]))[0]
-            t_event = fine[hit[0]] if hit.size else np.inf
-            t_sim[i], d_sim[i] = (t_event, 1.0) if t_event <= obs_t[i] else (obs_t[i], 0.0)
+            # an event at or before the subject's follow-up is at a grid time <= obs_t[i]
+            t_sim[i], d_sim[i] = (fine[hit[0]], 1.0) if hit.size and hit[0] <= end[i] else (obs_t[i], 0.0)
         curves[r] = _kaplan_meier(t_sim, d_sim, grid)
     lo, med, hi = np.quantile(curves, [0.025, 0.5, 0.975], axis=0)
     return pd.DataFrame({"time": grid, "observed": observed, "sim_lo": lo, "sim_med": med, "sim_hi": hi})

@@ -13,6 +13,7 @@ solver steps through, and 100,000 (a daily dose for 270 years) keeps that bounde
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -80,12 +81,13 @@ class Records(tuple):
         last = -np.inf
         for r in self:
             at = f"{who}row {r.row + 1 if r.row >= 0 else '?'}"
+            # plain float comparisons: this runs once per record of every simulated subject
+            # (NumPy scalar calls here made a 600-subject simulate() 2x slower)
             for name, v in (("TIME", r.time), ("AMT", r.amt), ("RATE", r.rate), ("II", r.ii)):
-                if not np.isfinite(v):
-                    raise RegimenError(f"`{name}` must be finite, got {v!r} ({at})")
-                if abs(v) > MAX_MAGNITUDE:
-                    raise RegimenError(f"`{name}` must be at most {MAX_MAGNITUDE:g} in magnitude, got {v!r} ({at})")
-            if np.isinf(r.dv) or abs(np.nan_to_num(r.dv)) > MAX_MAGNITUDE:
+                if not -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE:  # also false for NaN and inf
+                    what = "finite" if not math.isfinite(v) else f"at most {MAX_MAGNITUDE:g} in magnitude"
+                    raise RegimenError(f"`{name}` must be {what}, got {v!r} ({at})")
+            if not (math.isnan(r.dv) or -MAX_MAGNITUDE <= r.dv <= MAX_MAGNITUDE):
                 raise RegimenError(f"`DV` must be finite and at most {MAX_MAGNITUDE:g} in magnitude (or missing), got {r.dv!r} ({at})")
             if r.time < last:
                 raise RegimenError(f"`TIME` must be non-decreasing within a subject; {at} has {r.time!r} after {last!r}")
