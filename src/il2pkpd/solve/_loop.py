@@ -34,11 +34,9 @@ import jax.numpy as jnp
 
 from ._events import Kind
 from ._rosenbrock import rodas4_step
+from ._status import SolveStatus
 
-__all__ = ["make_subject_loop", "TAPE_FULL"]
-
-#: Status of a differentiated solve whose tape (``SolverOptions.adjoint_steps``) was too short.
-TAPE_FULL = 7
+__all__ = ["make_subject_loop"]
 
 # Hairer & Wanner's RODAS defaults: safety 0.9, step ratio within [0.2, 6]
 _SAFETY, _FAC_MIN, _FAC_MAX = 0.9, 0.2, 6.0
@@ -205,8 +203,8 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             y_new = jnp.where(accept, y1, y)
             n_steps = c["n_steps"] + 1
             too_small = ~accept & (h_next <= 1e-14 * jnp.maximum(1.0, jnp.abs(t)))
-            status = jnp.where(too_small, jnp.where(finite, 2, 6), 0)  # SOLVER_FAILED / NON_FINITE
-            status = jnp.where((status == 0) & (n_steps >= max_steps), 1, status)  # MAX_STEPS
+            status = jnp.where(too_small, jnp.where(finite, SolveStatus.SOLVER_FAILED, SolveStatus.NON_FINITE), SolveStatus.SUCCESS)
+            status = jnp.where((status == SolveStatus.SUCCESS) & (n_steps >= max_steps), SolveStatus.MAX_STEPS, status)
             status = status.astype(jnp.int32)
             fail_t = jnp.where(status != 0, t, c["fail_t"])
             return {**c, "t": t_new, "y": y_new, "h": h_next, "h_acc": jnp.where(accept, h, c["h_acc"]),
@@ -218,7 +216,7 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             at_event = (ev["kind"][k] == Kind.NOOP) | (ev["t"][k] <= c["t"])
             c = jax.lax.cond(at_event, do_event, do_step, {**c, "k": k})
             if record:
-                c = {**c, "status": jnp.where((c["status"] == 0) & (c["n_tape"] > tape_length), TAPE_FULL, c["status"]).astype(jnp.int32)}
+                c = {**c, "status": jnp.where((c["status"] == 0) & (c["n_tape"] > tape_length), SolveStatus.ADJOINT_TAPE_FULL, c["status"]).astype(jnp.int32)}
             return c
 
         carry0 = {
