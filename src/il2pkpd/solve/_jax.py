@@ -51,10 +51,10 @@ class SolverOptions:
         two consecutive events for the other solvers.
     ss_max_iter
         Maximum dosing intervals iterated to reach a steady state (SS records).
-    adjoint_steps
-        Length of the tape Rodas4's adjoint keeps per subject when a solve is differentiated
-        (accepted steps plus events; about 4 MB per IVORY subject).
-        A longer solve reports status 7 rather than a wrong gradient.
+    adjoint_chunk
+        Entries (accepted steps plus events) between the checkpoints Rodas4's adjoint keeps
+        per subject when a solve is differentiated; ``None`` (default): the square root of
+        the most entries ``max_steps`` allows, which keeps memory at ~2 sqrt(N) states.
     path
         ``"auto"`` (Rodas4 runs as one loop per subject with its own adjoint; the other
         solvers run one diffrax solve per event interval), ``"loop"`` or ``"segments"`` to
@@ -66,7 +66,7 @@ class SolverOptions:
     atol: float = 1e-12
     max_steps: int = 100_000
     ss_max_iter: int = 2000
-    adjoint_steps: int = 16384
+    adjoint_chunk: int | None = None
     path: str = "auto"
 
     def __post_init__(self):
@@ -78,8 +78,8 @@ class SolverOptions:
             raise OptionError(f"`atol` must be > 0, got {self.atol!r}")
         if int(self.max_steps) != self.max_steps or self.max_steps < 1:
             raise OptionError(f"`max_steps` must be a positive integer, got {self.max_steps!r}")
-        if int(self.adjoint_steps) != self.adjoint_steps or self.adjoint_steps < 1:
-            raise OptionError(f"`adjoint_steps` must be a positive integer, got {self.adjoint_steps!r}")
+        if self.adjoint_chunk is not None and (int(self.adjoint_chunk) != self.adjoint_chunk or self.adjoint_chunk < 1):
+            raise OptionError(f"`adjoint_chunk` must be a positive integer or None, got {self.adjoint_chunk!r}")
         if self.path not in ("auto", "loop", "segments"):
             raise OptionError(f"`path` must be 'auto', 'loop' or 'segments', got {self.path!r}")
         if self.path == "loop" and self.solver != "rodas4":
@@ -140,8 +140,10 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
             # the covariates of the first record at or after the step's end (NOCB)
             return diff["rec_cov"][jnp.minimum(jnp.searchsorted(diff["rec_time"], tt, side="left"), diff["rec_cov"].shape[0] - 1)]
 
-        subject_loop, _ = make_subject_loop(compiled.rhs, n_states, options.rtol, options.atol, options.max_steps,
-                                            options.adjoint_steps, loop_cov_at)
+        def subject_loop(diff, ints):  # built at trace time: the checkpoint count needs the event count
+            solve = make_subject_loop(compiled.rhs, n_states, options.rtol, options.atol, options.max_steps, loop_cov_at,
+                                      n_events=diff["t"].shape[0], chunk=options.adjoint_chunk)
+            return solve(diff, ints)
 
     def integrate(y0, t0, t1, rates, theta, cov):
         sol = diffrax.diffeqsolve(

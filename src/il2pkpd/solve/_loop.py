@@ -15,25 +15,36 @@ error scaled by ``atol + rtol*max(|y|, |y1|)``;
 after a jump of the state or of an input the step restarts from Hairer's initial-step
 estimate (a dose starts a fast phase the previous step size knows nothing about).
 
-The adjoint (``jax.custom_vjp`` on the whole subject): the forward pass records every
-accepted step (start time, step, state, input rates) and every applied event in a tape of
-fixed length; the backward pass walks the tape in reverse, applying the VJP of one Rosenbrock
-step (its step size held constant, as a discrete adjoint does) or of one event. A step that
-was clipped to an event time passes its gradient to that event time, so lag times and dose
-times stay differentiable. It is exactly the derivative of the discrete computation the
-forward pass made (tests compare it with reverse mode through the same steps and with
-finite differences).
+The adjoint (``jax.custom_vjp`` on the whole subject) is the exact derivative of the discrete
+computation the forward pass made: the backward pass walks the accepted steps and applied
+events in reverse, applying the VJP of one Rosenbrock step (its step size held constant, as a
+discrete adjoint does; :func:`._rosenbrock.rodas4_step_vjp`) or of one event. A step that was
+clipped to an event time passes its gradient to that event time, so lag times and dose
+times stay differentiable. Tests compare it with reverse mode through the same steps and with
+finite differences.
+
+Memory: two-level checkpointing. A tape of every step (state, time, step size) would be
+sized for the longest solve allowed and, under ``lax.map`` over subjects, kept for every
+subject: for IVORY that was 4 MB per subject, and copying it cost more than the steps.
+Instead the forward pass stores the loop's small state every ``chunk`` entries (accepted
+steps plus events); the backward pass goes through the chunks last to first, re-runs each
+one from its checkpoint while recording a tape of ``chunk`` entries (cache-sized), and walks
+that tape back. Cost: one more forward pass; memory: ``~2 sqrt(N)`` states for ``N``
+entries; no length limit beyond ``max_steps``. The re-run repeats the forward pass's
+arithmetic exactly (same operations on the same inputs); a chunk that does not end where the
+forward pass's next checkpoint begins makes the gradient NaN rather than wrong.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from ._events import Kind
-from ._rosenbrock import rodas4_step
+from ._rosenbrock import rodas4_step, rodas4_step_vjp
 from ._status import SolveStatus
 
 __all__ = ["make_subject_loop"]
@@ -41,6 +52,9 @@ __all__ = ["make_subject_loop"]
 # Hairer & Wanner's RODAS defaults: safety 0.9, step ratio within [0.2, 6]
 _SAFETY, _FAC_MIN, _FAC_MAX = 0.9, 0.2, 6.0
 _ORDER = 4.0  # error order of Rodas4's embedded pair
+
+#: the entries of ``diff`` a ``cov_at`` may read
+_COV_KEYS = ("cov", "rec_cov", "rec_time")
 
 # tape entry kinds
 _STEP, _EVENT = 0, 1
@@ -74,7 +88,7 @@ def _sets_clock(kind):
 
 
 def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, max_steps: int,
-                      tape_length: int, cov_at: Callable):
+                      cov_at: Callable, n_events: int, chunk: int | None = None) -> Callable:
     """Build ``solve(diff, ints) -> (y_out, brk_out, status, fail_t)`` for one subject.
 
     Parameters
@@ -85,10 +99,13 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
         ``c^h/c`` and is 0/0 at ``c = 0``, where every predose state sits).
     rtol, atol, max_steps
         Tolerances and the most solver steps (accepted and rejected) over the horizon.
-    tape_length
-        Entries (accepted steps plus events) the adjoint's tape holds.
     cov_at
-        ``cov_at(diff, t) -> cov``: the covariates over a step ending at ``t``.
+        ``cov_at(diff, t) -> cov``: the covariates over a step ending at ``t``; it may read
+        ``diff["cov"]``, ``diff["rec_cov"]`` and ``diff["rec_time"]`` only.
+    n_events
+        Length of the (padded) event list: with ``max_steps`` it bounds the entries.
+    chunk
+        Entries between the adjoint's checkpoints (default ``sqrt`` of the most entries).
 
     ``diff`` holds the differentiable inputs: ``y_init`` (n,), ``theta`` (P,), ``cov``,
     ``t`` (E,) event times (sorted), ``amount`` (E,), ``drate`` (E,), ``ss_y``/``ss_rate``
@@ -96,12 +113,17 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
     ``kind``, ``state``, ``epoch``, ``ss``, ``slot``, ``out_index`` (E,) and ``n_out``
     (a static length, as a zero array of that length).
     """
+    most_entries = max_steps + n_events
+    chunk = int(chunk or max(64, math.isqrt(most_entries) + 1))
+    n_checkpoints = most_entries // chunk + 1
 
-    def field(t, y, rates, theta, cov):
+    def field(t, y, args):
+        """The vector field with the input rates; ``args = (rates, theta, cov)``."""
+        rates, theta, cov = args
         return rhs(t, y, theta, cov) + rates
 
     def step(t, h, y, rates, theta, cov):
-        f = lambda tt, yy: field(tt, yy, rates, theta, cov)  # noqa: E731
+        f = lambda tt, yy: field(tt, yy, (rates, theta, cov))  # noqa: E731
         jac = jax.jacfwd(lambda yy: f(t, yy))(y)
         _, f_t = jax.jvp(lambda tt: f(tt, y), (t,), (jnp.ones_like(t),))
         return rodas4_step(f, jac, f_t, t, h, y)
@@ -113,11 +135,11 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
     def initial_step(t, y, rates, theta, cov, t_end):
         """Hairer & Wanner (II.4) starting step for a 4th-order method."""
         scale = atol + rtol * jnp.abs(y)
-        f0 = field(t, y, rates, theta, cov)
+        f0 = field(t, y, (rates, theta, cov))
         d0 = jnp.sqrt(jnp.mean((y / scale) ** 2))
         d1 = jnp.sqrt(jnp.mean((f0 / scale) ** 2))
         h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / jnp.where(d1 > 0, d1, 1.0))
-        f1 = field(t + h0, y + h0 * f0, rates, theta, cov)
+        f1 = field(t + h0, y + h0 * f0, (rates, theta, cov))
         d2 = jnp.sqrt(jnp.mean(((f1 - f0) / scale) ** 2)) / h0
         dmax = jnp.maximum(d1, d2)
         h1 = jnp.where(dmax <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3), (0.01 / jnp.where(dmax > 0, dmax, 1.0)) ** (1.0 / 5.0))
@@ -125,62 +147,52 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
         span = jnp.abs(t_end - t)
         return jax.lax.stop_gradient(jnp.where(span > 0, jnp.minimum(h, span), h))
 
-    def run(diff, ints, record: bool):
-        ev = {"t": diff["t"], "amount": diff["amount"], "drate": diff["drate"], **ints}
-        theta, y_init, ss_y, ss_rate = diff["theta"], diff["y_init"], diff["ss_y"], diff["ss_rate"]
-        n_ev = ev["kind"].shape[0]
-        n_out = ints["n_out"].shape[0]
-        t_last = diff["t"][n_ev - 1]
-        t0 = diff["t_start"]
+    def events_of(diff, ints):
+        return {"t": diff["t"], "amount": diff["amount"], "drate": diff["drate"], **ints}
+
+    def start(diff, ints):
+        """The loop's state before the first entry."""
+        t0, y_init, dtype = diff["t_start"], diff["y_init"], diff["y_init"].dtype
+        t_last = diff["t"][n_events - 1]
+        zero_rates = jnp.zeros(n_states, dtype)
+        return {
+            "k": jnp.asarray(0, jnp.int32), "t": jnp.asarray(t0, dtype), "y": y_init, "rates": zero_rates,
+            "epoch": jnp.asarray(0, jnp.int32), "brk": jnp.asarray(False),
+            "h": initial_step(t0, y_init, zero_rates, diff["theta"], cov_at(diff, diff["t"][0]), jnp.maximum(t_last, t0 + 1.0)),
+            "h_acc": jnp.zeros((), dtype), "err_acc": jnp.asarray(1e-2, dtype), "n_steps": jnp.asarray(0, jnp.int32),
+            "status": jnp.asarray(0, jnp.int32), "fail_t": jnp.asarray(jnp.nan, dtype),
+        }
+
+    def advance(s, diff, ev):
+        """One iteration: apply the next event or try one step. Returns the new state and
+        the entry made (``accepted`` is false for a rejected step, which makes none)."""
+        theta, y_init = diff["theta"], diff["y_init"]
         dtype = y_init.dtype
-        tape0 = {
-            "kind": jnp.zeros(tape_length, jnp.int32), "k": jnp.zeros(tape_length, jnp.int32),
-            "t": jnp.zeros(tape_length, dtype), "h": jnp.zeros(tape_length, dtype), "clipped": jnp.zeros(tape_length, bool),
-            "y": jnp.zeros((tape_length, n_states), dtype), "rates": jnp.zeros((tape_length, n_states), dtype),
-            "epoch": jnp.zeros(tape_length, jnp.int32),
-        } if record else None
+        k = jnp.minimum(s["k"], n_events - 1)
 
-        def write(tape, n, **entry):
-            if tape is None:
-                return tape, n
-            full = n >= tape_length
-            idx = jnp.where(full, tape_length, n)  # out of range: dropped
-            tape = {key: tape[key].at[idx].set(entry[key], mode="drop") for key in tape}
-            return tape, n + 1
-
-        def cond(c):
-            return (c["k"] < n_ev) & (c["status"] == 0)
-
-        def do_event(c):
-            k = c["k"]
-            y, rates, epoch, jumped = _apply_event(k, ev, c["y"], c["rates"], c["epoch"], y_init, ss_y, ss_rate, n_states)
-            tape, n_tape = write(c["tape"], c["n_tape"], kind=_EVENT, k=k, t=c["t"], h=jnp.zeros((), dtype), clipped=False,
-                                 y=c["y"], rates=c["rates"], epoch=c["epoch"])
-            brk = c["brk"] | jumped
-            o = ev["out_index"][k]
-            slot = jnp.where(o >= 0, o, n_out)
-            y_out = c["y_out"].at[slot].set(y, mode="drop")
-            brk_out = c["brk_out"].at[slot].set(brk, mode="drop")
-            written = c["written"].at[slot].set(True, mode="drop")
-            brk = jnp.where(ev["kind"][k] == Kind.OUTPUT, False, brk)
+        def do_event(s):
+            y, rates, epoch, jumped = _apply_event(k, ev, s["y"], s["rates"], s["epoch"], y_init, diff["ss_y"], diff["ss_rate"], n_states)
+            brk = s["brk"] | jumped
+            out = {"brk": brk, "y": y}
             # an event that changes the state or an input sets the clock to its own time (the
             # same value), so that the time of a dose given at the clock's current time (a
             # lag of 0 at the start) still carries a gradient to the dose time
-            t_now = jnp.where(_sets_clock(ev["kind"][k]) & (ev["t"][k] >= c["t"]), ev["t"][k], c["t"])
-            nxt = jnp.minimum(k + 1, n_ev - 1)
-            h_new = jax.lax.cond(jumped, lambda: jnp.minimum(c["h"], initial_step(t_now, y, rates, theta, cov_at(diff, ev["t"][nxt]), ev["t"][nxt])),
-                                 lambda: c["h"])
-            return {**c, "k": k + 1, "t": t_now, "y": y, "rates": rates, "epoch": epoch, "brk": brk, "y_out": y_out, "brk_out": brk_out,
-                    "written": written, "h": h_new, "tape": tape, "n_tape": n_tape}
+            t_now = jnp.where(_sets_clock(ev["kind"][k]) & (ev["t"][k] >= s["t"]), ev["t"][k], s["t"])
+            nxt = jnp.minimum(k + 1, n_events - 1)
+            h_new = jax.lax.cond(jumped, lambda: jnp.minimum(s["h"], initial_step(t_now, y, rates, theta, cov_at(diff, ev["t"][nxt]), ev["t"][nxt])),
+                                 lambda: s["h"])
+            entry = {"accepted": jnp.asarray(True), "kind": jnp.asarray(_EVENT, jnp.int32), "h": jnp.zeros((), dtype), "clipped": jnp.asarray(False)}
+            new = {**s, "k": k + 1, "t": t_now, "y": y, "rates": rates, "epoch": epoch,
+                   "brk": jnp.where(ev["kind"][k] == Kind.OUTPUT, False, brk), "h": h_new}
+            return new, entry, out
 
-        def do_step(c):
-            k, t, y = c["k"], c["t"], c["y"]
+        def do_step(s):
+            t, y = s["t"], s["y"]
             target = ev["t"][k]
-            cov = cov_at(diff, target)
             gap = target - t
-            clipped = c["h"] >= gap
-            h = jnp.where(clipped, gap, c["h"])
-            y1, err_vec = step(t, h, y, c["rates"], theta, cov)
+            clipped = s["h"] >= gap
+            h = jnp.where(clipped, gap, s["h"])
+            y1, err_vec = step(t, h, y, s["rates"], theta, cov_at(diff, target))
             err = error_norm(y, y1, err_vec)
             finite = jnp.isfinite(err) & jnp.all(jnp.isfinite(y1))
             err = jnp.where(finite, jnp.maximum(err, 1e-10), jnp.inf)
@@ -189,73 +201,98 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             # after an accepted step, Gustafsson's predictive factor when it is larger
             # (a step that just grew with a rising error is not grown again)
             fac = jnp.clip(err ** (1.0 / _ORDER) / _SAFETY, 1.0 / _FAC_MAX, 1.0 / _FAC_MIN)
-            gus = (c["h_acc"] / h) * (err**2 / c["err_acc"]) ** (1.0 / _ORDER) / _SAFETY
-            gus = jnp.where(c["h_acc"] > 0, jnp.clip(gus, 1.0 / _FAC_MAX, 1.0 / _FAC_MIN), 0.0)
+            gus = (s["h_acc"] / h) * (err**2 / s["err_acc"]) ** (1.0 / _ORDER) / _SAFETY
+            gus = jnp.where(s["h_acc"] > 0, jnp.clip(gus, 1.0 / _FAC_MAX, 1.0 / _FAC_MIN), 0.0)
             fac = jnp.where(accept, jnp.maximum(fac, gus), jnp.where(finite, fac, 1.0 / _FAC_MIN))
             h_next = h / fac
-            h_next = jnp.where(accept & clipped, jnp.maximum(h_next, c["h"]), h_next)
-            tape, n_tape = c["tape"], c["n_tape"]
-            if record:
-                new_tape, new_n = write(tape, n_tape, kind=_STEP, k=k, t=t, h=h, clipped=clipped, y=y, rates=c["rates"], epoch=c["epoch"])
-                tape = jax.tree.map(lambda a, b: jnp.where(accept, a, b), new_tape, tape)
-                n_tape = jnp.where(accept, new_n, n_tape)
-            t_new = jnp.where(accept, jnp.where(clipped, target, t + h), t)
-            y_new = jnp.where(accept, y1, y)
-            n_steps = c["n_steps"] + 1
+            h_next = jnp.where(accept & clipped, jnp.maximum(h_next, s["h"]), h_next)
+            n_steps = s["n_steps"] + 1
             too_small = ~accept & (h_next <= 1e-14 * jnp.maximum(1.0, jnp.abs(t)))
             status = jnp.where(too_small, jnp.where(finite, SolveStatus.SOLVER_FAILED, SolveStatus.NON_FINITE), SolveStatus.SUCCESS)
             status = jnp.where((status == SolveStatus.SUCCESS) & (n_steps >= max_steps), SolveStatus.MAX_STEPS, status)
             status = status.astype(jnp.int32)
-            fail_t = jnp.where(status != 0, t, c["fail_t"])
-            return {**c, "t": t_new, "y": y_new, "h": h_next, "h_acc": jnp.where(accept, h, c["h_acc"]),
-                    "err_acc": jnp.where(accept, jnp.maximum(err, 1e-2), c["err_acc"]), "n_steps": n_steps,
-                    "status": status, "fail_t": fail_t, "tape": tape, "n_tape": n_tape}
+            entry = {"accepted": accept, "kind": jnp.asarray(_STEP, jnp.int32), "h": h, "clipped": clipped}
+            new = {**s, "k": k, "t": jnp.where(accept, jnp.where(clipped, target, t + h), t), "y": jnp.where(accept, y1, y),
+                   "h": h_next, "h_acc": jnp.where(accept, h, s["h_acc"]), "err_acc": jnp.where(accept, jnp.maximum(err, 1e-2), s["err_acc"]),
+                   "n_steps": n_steps, "status": status, "fail_t": jnp.where(status != 0, t, s["fail_t"])}
+            return new, entry, {"brk": s["brk"], "y": y}
 
-        def body(c):
-            k = jnp.minimum(c["k"], n_ev - 1)
-            at_event = (ev["kind"][k] == Kind.NOOP) | (ev["t"][k] <= c["t"])
-            c = jax.lax.cond(at_event, do_event, do_step, {**c, "k": k})
-            if record:
-                c = {**c, "status": jnp.where((c["status"] == 0) & (c["n_tape"] > tape_length), SolveStatus.ADJOINT_TAPE_FULL, c["status"]).astype(jnp.int32)}
-            return c
+        at_event = (ev["kind"][k] == Kind.NOOP) | (ev["t"][k] <= s["t"])
+        new, entry, out = jax.lax.cond(at_event, do_event, do_step, {**s, "k": k})
+        # the entry records the state it started from (what the backward pass differentiates at)
+        entry = {**entry, "k": k, "t": s["t"], "y": s["y"], "rates": s["rates"], "epoch": s["epoch"]}
+        out_index = jnp.where(at_event, ev["out_index"][k], -1)
+        return new, entry, out, out_index
 
-        carry0 = {
-            "k": jnp.asarray(0, jnp.int32), "t": jnp.asarray(t0, dtype), "y": y_init, "rates": jnp.zeros(n_states, dtype),
-            "epoch": jnp.asarray(0, jnp.int32), "brk": jnp.asarray(False),
-            "h": initial_step(t0, y_init, jnp.zeros(n_states, dtype), theta, cov_at(diff, diff["t"][0]), jnp.maximum(t_last, t0 + 1.0)),
-            "h_acc": jnp.zeros((), dtype), "err_acc": jnp.asarray(1e-2, dtype), "n_steps": jnp.asarray(0, jnp.int32), "status": jnp.asarray(0, jnp.int32),
-            "fail_t": jnp.asarray(jnp.nan, dtype), "y_out": jnp.zeros((n_out, n_states), dtype), "brk_out": jnp.zeros(n_out, bool),
-            "written": jnp.zeros(n_out, bool), "tape": tape0, "n_tape": jnp.asarray(0, jnp.int32),
-        }
-        c = jax.lax.while_loop(cond, body, carry0)
+    def running(s):
+        return (s["k"] < n_events) & (s["status"] == 0)
+
+    def forward(diff, ints, checkpoints: bool):
+        """The solve; with ``checkpoints``, also the state every ``chunk`` entries."""
+        ev = events_of(diff, ints)
+        n_out = ints["n_out"].shape[0]
+        s0 = start(diff, ints)
+        extra0 = {"y_out": jnp.zeros((n_out, n_states), s0["y"].dtype), "brk_out": jnp.zeros(n_out, bool),
+                  "written": jnp.zeros(n_out, bool), "n": jnp.asarray(0, jnp.int32)}
+        if checkpoints:
+            extra0["ckpt"] = jax.tree.map(lambda a: jnp.zeros((n_checkpoints, *a.shape), a.dtype), s0)
+
+        def body(carry):
+            s, x = carry
+            if checkpoints:  # the state before entry n, when n is a multiple of chunk (the last write wins)
+                slot = jnp.where(x["n"] % chunk == 0, x["n"] // chunk, n_checkpoints)
+                x = {**x, "ckpt": jax.tree.map(lambda buf, v: buf.at[slot].set(v, mode="drop"), x["ckpt"], s)}
+            s, entry, out, o = advance(s, diff, ev)
+            slot = jnp.where(o >= 0, o, n_out)
+            x = {**x, "y_out": x["y_out"].at[slot].set(out["y"], mode="drop"), "brk_out": x["brk_out"].at[slot].set(out["brk"], mode="drop"),
+                 "written": x["written"].at[slot].set(True, mode="drop"), "n": x["n"] + entry["accepted"].astype(jnp.int32)}
+            return s, x
+
+        s, x = jax.lax.while_loop(lambda c: running(c[0]), body, (s0, extra0))
         # outputs a failed solve never reached hold its last state (the status says so);
         # padding slots of a batch (no event writes them) stay zero
-        y_out = jnp.where(c["written"][:, None] | (c["status"] == 0), c["y_out"], c["y"][None, :])
-        return (y_out, c["brk_out"], c["status"], c["fail_t"]), (c["tape"], c["n_tape"])
+        y_out = jnp.where(x["written"][:, None] | (s["status"] == 0), x["y_out"], s["y"][None, :])
+        return (y_out, x["brk_out"], s["status"], s["fail_t"]), (x.get("ckpt"), x["n"])
 
-    def backward(diff, ints, tape, n_tape, y_out_bar):
-        ev = {"t": diff["t"], "amount": diff["amount"], "drate": diff["drate"], **ints}
-        theta, y_init, ss_y, ss_rate = diff["theta"], diff["y_init"], diff["ss_y"], diff["ss_rate"]
-        zeros = jax.tree.map(jnp.zeros_like, diff)
+    def replay(diff, ev, s0, n_entries):
+        """Re-run from checkpoint state ``s0`` for ``n_entries`` (<= chunk) entries, recording them."""
+        tape0 = {"kind": jnp.zeros(chunk, jnp.int32), "k": jnp.zeros(chunk, jnp.int32), "t": jnp.zeros(chunk, s0["t"].dtype),
+                 "h": jnp.zeros(chunk, s0["t"].dtype), "clipped": jnp.zeros(chunk, bool), "y": jnp.zeros((chunk, n_states), s0["y"].dtype),
+                 "rates": jnp.zeros((chunk, n_states), s0["y"].dtype), "epoch": jnp.zeros(chunk, jnp.int32)}
 
-        def step_entry(c, i):
+        def body(carry):
+            s, tape, n = carry
+            s, entry, _, _ = advance(s, diff, ev)
+            # written in the next free slot either way; a rejected step's entry is overwritten
+            tape = {key: tape[key].at[n].set(entry[key]) for key in tape}
+            return s, tape, n + entry["accepted"].astype(jnp.int32)
+
+        s, tape, n = jax.lax.while_loop(lambda c: running(c[0]) & (c[2] < n_entries), body, (s0, tape0, jnp.asarray(0, jnp.int32)))
+        return s, tape
+
+    def backward(diff, ints, ckpt, n_total, y_out_bar):
+        ev = events_of(diff, ints)
+        y_init = diff["y_init"]
+
+        def step_entry(c, tape, i):
             k, t, h, y, rates = tape["k"][i], tape["t"][i], tape["h"][i], tape["y"][i], tape["rates"][i]
             target = ev["t"][k]
-
-            def fn(t_a, h_a, y_a, rates_a, theta_a, d):
-                return step(t_a, h_a, y_a, rates_a, theta_a, cov_at(d, target))[0]
-
-            _, pull = jax.vjp(fn, t, h, y, rates, theta, diff)
-            t_bar, h_bar, y_bar, rates_bar, theta_bar, d_bar = pull(c["y_bar"])
+            # covariates reach the step through cov_at; only the entries it reads get a cotangent
+            cov_in = {key: diff[key] for key in _COV_KEYS if key in diff}
+            cov, cov_pull = jax.vjp(lambda d: cov_at(d, target), cov_in)
+            t_bar, h_bar, y_bar, (rates_bar, theta_bar, cov_bar) = rodas4_step_vjp(
+                field, (rates, diff["theta"], cov), t, h, y, c["y_bar"])
             clipped = tape["clipped"][i]
-            grads = jax.tree.map(jnp.add, c["grads"], d_bar)
+            grads = dict(c["grads"])
+            for key, value in cov_pull(cov_bar)[0].items():
+                grads[key] = grads[key] + value
             grads["theta"] = grads["theta"] + theta_bar
             # a clipped step ends at the event time: t_end = t_event, h = t_event - t_start
             grads["t"] = grads["t"].at[k].add(jnp.where(clipped, c["t_bar"] + h_bar, 0.0))
             t_carry = jnp.where(clipped, t_bar - h_bar, t_bar + c["t_bar"])
             return {**c, "y_bar": y_bar, "rates_bar": c["rates_bar"] + rates_bar, "t_bar": t_carry, "grads": grads}
 
-        def event_entry(c, i):
+        def event_entry(c, tape, i):
             k, y, rates, epoch = tape["k"][i], tape["y"][i], tape["rates"][i], tape["epoch"][i]
             o = ev["out_index"][k]
             y_bar = c["y_bar"] + jnp.where(o >= 0, y_out_bar[jnp.maximum(o, 0)], 0.0)
@@ -272,32 +309,46 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             grads["t"] = grads["t"].at[k].add(jnp.where(set_clock, c["t_bar"], 0.0))
             return {**c, "y_bar": y_b, "rates_bar": r_b, "grads": grads, "t_bar": jnp.where(set_clock, 0.0, c["t_bar"])}
 
-        def body(c):
-            i = c["i"]
-            c = jax.lax.cond(tape["kind"][i] == _STEP, step_entry, event_entry, c, i)
-            return {**c, "i": i - 1}
+        def chunk_body(c):
+            j = c["j"]
+            s0 = jax.tree.map(lambda buf: buf[j], ckpt)
+            n_entries = jnp.minimum(chunk, n_total - j * chunk)
+            s_end, tape = replay(diff, ev, s0, n_entries)
+            # the re-run must end where the forward pass's next chunk began
+            nxt = jax.tree.map(lambda buf: buf[jnp.minimum(j + 1, n_checkpoints - 1)], ckpt)
+            last = (j + 1) * chunk >= n_total
+            same = last | ((s_end["k"] == nxt["k"]) & (s_end["t"] == nxt["t"]) & jnp.all(s_end["y"] == nxt["y"]))
 
-        c0 = {"i": n_tape - 1, "y_bar": jnp.zeros_like(y_init), "rates_bar": jnp.zeros_like(y_init), "t_bar": jnp.zeros((), y_init.dtype),
-              "grads": zeros}
-        c = jax.lax.while_loop(lambda c: c["i"] >= 0, body, c0)
+            def entry_body(e):
+                i = e["i"]
+                e = jax.lax.cond(tape["kind"][i] == _STEP, step_entry, event_entry, e, tape, i)
+                return {**e, "i": i - 1}
+
+            c = jax.lax.while_loop(lambda e: e["i"] >= 0, entry_body, {**c, "i": n_entries - 1})
+            return {**c, "j": j - 1, "same": c["same"] & same}
+
+        c0 = {"j": (n_total - 1) // chunk, "i": jnp.asarray(0, jnp.int32), "same": jnp.asarray(True),
+              "y_bar": jnp.zeros_like(y_init), "rates_bar": jnp.zeros_like(y_init), "t_bar": jnp.zeros((), y_init.dtype),
+              "grads": jax.tree.map(jnp.zeros_like, diff)}
+        c = jax.lax.while_loop(lambda c: c["j"] >= 0, chunk_body, c0)
         grads = c["grads"]
         grads["y_init"] = grads["y_init"] + c["y_bar"]  # the state at t_start is the initial state
-        return grads
+        # a re-run that left the forward pass's path would give the gradient of another
+        # computation: say so with NaN rather than return it
+        return jax.tree.map(lambda g: jnp.where(c["same"], g, jnp.nan), grads)
 
     @jax.custom_vjp
     def solve(diff, ints):
-        return run(diff, ints, record=False)[0]
+        return forward(diff, ints, checkpoints=False)[0]
 
     def solve_fwd(diff, ints):
-        out, (tape, n_tape) = run(diff, ints, record=True)
-        return out, (diff, ints, tape, n_tape)
+        out, (ckpt, n_total) = forward(diff, ints, checkpoints=True)
+        return out, (diff, ints, ckpt, n_total)
 
     def solve_bwd(res, cotangents):
-        diff, ints, tape, n_tape = res
-        y_out_bar = cotangents[0]
-        grads = backward(diff, ints, tape, jnp.minimum(n_tape, tape_length), y_out_bar)
-        int_zeros = jax.tree.map(lambda a: None, ints)
-        return grads, int_zeros
+        diff, ints, ckpt, n_total = res
+        grads = backward(diff, ints, ckpt, n_total, cotangents[0])
+        return grads, jax.tree.map(lambda a: None, ints)
 
     solve.defvjp(solve_fwd, solve_bwd)
-    return solve, run
+    return solve

@@ -17,7 +17,6 @@ class SolveStatus:
     TOO_MANY_OVERLAPPING_INFUSIONS = 4
     INVALID_DOSE_PARAMETER = 5
     NON_FINITE = 6
-    ADJOINT_TAPE_FULL = 7
 
     MESSAGES = {
         0: "success",
@@ -27,7 +26,6 @@ class SolveStatus:
         4: f"more than {GHOSTS} overlapping infusions at steady state (II much shorter than the infusion)",
         5: "invalid dose parameter (bioavailability < 0, lag < 0, or a modelled rate/duration <= 0 for a RATE = -1/-2 dose)",
         6: "the solution became non-finite (NaN or infinity)",
-        7: "the adjoint's tape of steps was too short for this subject's solve",
     }
     HINTS = {
         1: "Try solver='rodas4' (stiff), looser rtol/atol, or a larger max_steps.",
@@ -36,5 +34,4 @@ class SolveStatus:
         4: "Split the regimen into explicit doses instead of SS records.",
         5: "Set the model's F/ALAG/R/D parameters (or dataset columns) to valid values.",
         6: "Check parameter values (e.g. negative volumes) and the model's expressions.",
-        7: "Raise SolverOptions(adjoint_steps=...), or loosen rtol/atol.",
     }
