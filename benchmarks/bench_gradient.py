@@ -35,6 +35,20 @@ from il2pkpd.likelihood import JointLoglik, default_error_params, subject_data
 from il2pkpd.solve import SolverOptions, solve_scipy
 
 
+def ivory_trial(events: bool):
+    """The SYNTHETIC 60-subject IVORY trial: model, dataset, likelihood data, typical
+    parameters per subject (60, P) and the default error parameters."""
+    model = il2pkpd.load_model("ivory")
+    design = designs.ivory()
+    if not events:
+        design = type(design)(design.name, design.arms, design.samples, source=design.source)
+    dataset = from_dataframe(simulate_trial(design, model, seed=1))
+    data = subject_data(model, dataset)
+    n = len(dataset.subject_records(model))
+    theta = jnp.tile(jnp.array([p.value for p in model.parameters]), (n, 1))
+    return model, dataset, data, theta, default_error_params(model)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", action="store_true", help="include the 2-year MI follow-up")
@@ -43,17 +57,9 @@ def main() -> None:
     ap.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (atol = rtol x 1e-3)")
     args = ap.parse_args()
     rtol, atol = args.rtol, args.rtol * 1e-3
-    model = il2pkpd.load_model("ivory")
-    design = designs.ivory()
-    if not args.events:
-        design = type(design)(design.name, design.arms, design.samples, source=design.source)
-    table = simulate_trial(design, model, seed=1)
-    dataset = from_dataframe(table)
+    model, dataset, data, theta, errors = ivory_trial(args.events)
     subjects = dataset.subject_records(model)
     n = len(subjects)
-    data = subject_data(model, dataset)
-    theta = jnp.tile(jnp.array([p.value for p in model.parameters]), (n, 1))
-    errors = default_error_params(model)
 
     def timed(fn, *a, repeat=3):
         t0 = time.perf_counter()

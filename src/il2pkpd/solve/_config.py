@@ -3,6 +3,11 @@
 The cache lives in the user cache directory (``platformdirs``), so a second process
 loads compiled solvers instead of compiling them again. ``IL2PKPD_NO_COMPILE_CACHE=1``
 turns it off; ``IL2PKPD_CACHE_DIR`` moves it.
+
+``IL2PKPD_CPU_DEVICES=N`` (or ``all``) makes the host's cores ``N`` JAX devices; batch solves
+that run subjects one after another (``lax.map``, the CPU default) then split the subjects
+over them, so one likelihood gradient uses every core. It must be set before JAX starts
+(before the first computation in the process); too late, it is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ def configure_jax() -> None:
     if _done:
         return
     jax.config.update("jax_enable_x64", True)
+    _cpu_devices(os.environ.get("IL2PKPD_CPU_DEVICES", ""))
     if os.environ.get("IL2PKPD_NO_COMPILE_CACHE", "") not in ("1", "true", "yes"):
         from platformdirs import user_cache_dir
 
@@ -32,6 +38,25 @@ def configure_jax() -> None:
         except OSError:  # read-only home: run without the cache
             pass
     _done = True
+
+
+def _cpu_devices(value: str) -> None:
+    """Apply ``IL2PKPD_CPU_DEVICES`` (empty: leave JAX's default of one CPU device)."""
+    if not value:
+        return
+    import warnings
+
+    from ..errors import Il2pkpdWarning
+
+    n = (os.cpu_count() or 1) if value.strip().lower() == "all" else (int(value) if value.strip().isdigit() else 0)
+    if n < 1:
+        warnings.warn(f"IL2PKPD_CPU_DEVICES must be a positive integer or 'all', got {value!r}; using one CPU device", Il2pkpdWarning, stacklevel=3)
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # the backend already started in this process
+        warnings.warn(f"IL2PKPD_CPU_DEVICES={value} came too late (JAX had already started); using {jax.device_count()} device(s)",
+                      Il2pkpdWarning, stacklevel=3)
 
 
 def compilation_cache_dir() -> str | None:

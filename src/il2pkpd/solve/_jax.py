@@ -333,6 +333,31 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
     if batching == "map":
         def batched(*arrays):
             return jax.lax.map(lambda a: member(*a), arrays)
+        devices = jax.devices()
+        if len(devices) > 1 and jax.default_backend() == "cpu":
+            batched = _sharded(batched, devices)
     else:
         batched = jax.vmap(member, in_axes=(0, 0, 0, 0, 0, 0))
     return jax.jit(batched)
+
+
+def _sharded(batched, devices):
+    """``batched`` with the subjects split over host devices, each running its share.
+
+    XLA runs one program on one core; with ``IL2PKPD_CPU_DEVICES`` (see :mod:`._config`) the
+    host's cores are separate devices and each gets a contiguous block of subjects. The batch
+    is padded to a multiple of the device count by repeating its last subject, whose extra
+    results are dropped (their cotangents are zero).
+    """
+    mesh = jax.make_mesh((len(devices),), ("subjects",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    spec = jax.sharding.PartitionSpec("subjects")
+    per_device = jax.shard_map(batched, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+    def run(*arrays):
+        n = jax.tree.leaves(arrays)[0].shape[0]
+        pad = -n % len(devices)
+        if pad:
+            arrays = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), arrays)
+        return jax.tree.map(lambda o: o[:n], per_device(*arrays))
+
+    return run

@@ -1,0 +1,57 @@
+"""Subjects split over host CPU devices (``IL2PKPD_CPU_DEVICES``) give the one-device answer.
+
+The sharded batch solver pads the batch to a multiple of the device count (repeating the last
+subject) and drops the padding: values and gradients must equal the one-device computation
+exactly up to summation order. The NONMEM dosing scenarios without steady state (an odd
+number of subjects, so the padding is exercised) go through the Rodas4 loop and its adjoint
+in a second process started with two CPU devices (the device count is fixed when JAX starts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = r"""
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+import il2pkpd
+from il2pkpd.io.nonmem import read_nonmem_csv
+from il2pkpd.solve import SolverOptions, build_events, make_batch_solver, stack_events
+
+pk1 = il2pkpd.load_model("pk1_oral")
+subjects = [r for r in read_nonmem_csv(sys.argv[1]).subject_records(pk1) if not any(x.ss for x in r)][:7]
+arrays, ss_pos, out_times, t_start = stack_events([build_events(r, pk1) for r in subjects])
+theta = jnp.tile(jnp.asarray([p.value for p in pk1.parameters]), (len(subjects), 1))
+theta = theta * (1.0 + 0.05 * jnp.arange(len(subjects)))[:, None]
+solve = make_batch_solver(pk1.compiled, SolverOptions(solver="rodas4", rtol=1e-8, atol=1e-10), batching="map")
+
+def total(th):
+    outs, _, status, _ = solve({k: jnp.asarray(v) for k, v in arrays.items()}, jnp.asarray(ss_pos), jnp.asarray(out_times),
+                               jnp.asarray(t_start), th, jnp.zeros((len(subjects), len(pk1.covariates))))
+    return jnp.sum(jnp.where(jnp.isfinite(outs), outs, 0.0) ** 2), status
+
+(value, status), grad = jax.value_and_grad(total, has_aux=True)(theta)
+print(json.dumps({"devices": jax.device_count(), "value": float(value), "status": np.asarray(status).tolist(),
+                  "grad": np.asarray(grad).tolist()}))
+"""
+
+
+def _run(devices: int, data: Path) -> dict:
+    env = {**os.environ, "IL2PKPD_CPU_DEVICES": str(devices)}
+    res = subprocess.run([sys.executable, "-c", SCRIPT, str(data)], capture_output=True, text=True, env=env, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_two_cpu_devices_give_the_one_device_value_and_gradient(conformance):
+    data = conformance / "nonmem-dosing" / "data.csv"
+    one, two = _run(1, data), _run(2, data)
+    assert (one["devices"], two["devices"]) == (1, 2)
+    assert one["status"] == two["status"] and one["status"].count(0) >= 6  # one scenario needs its own dose columns
+    np.testing.assert_allclose(two["value"], one["value"], rtol=1e-13)
+    np.testing.assert_allclose(np.array(two["grad"]), np.array(one["grad"]), rtol=1e-12, atol=1e-14)
