@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from ._events import Kind
-from ._rosenbrock import rodas4_step, rodas4_step_vjp
+from ._rosenbrock import _STAGES, rodas4_step_saving, rodas4_step_vjp
 from ._status import SolveStatus
 
 __all__ = ["make_subject_loop"]
@@ -126,7 +126,7 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
         f = lambda tt, yy: field(tt, yy, (rates, theta, cov))  # noqa: E731
         jac = jax.jacfwd(lambda yy: f(t, yy))(y)
         _, f_t = jax.jvp(lambda tt: f(tt, y), (t,), (jnp.ones_like(t),))
-        return rodas4_step(f, jac, f_t, t, h, y)
+        return rodas4_step_saving(f, jac, f_t, t, h, y)
 
     def error_norm(y, y1, err):
         scale = atol + rtol * jnp.maximum(jnp.abs(y), jnp.abs(y1))
@@ -169,6 +169,7 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
         theta, y_init = diff["theta"], diff["y_init"]
         dtype = y_init.dtype
         k = jnp.minimum(s["k"], n_events - 1)
+        no_saved = (jnp.zeros((n_states, n_states), dtype), jnp.zeros(n_states, dtype), jnp.zeros((_STAGES, n_states), dtype))
 
         def do_event(s):
             y, rates, epoch, jumped = _apply_event(k, ev, s["y"], s["rates"], s["epoch"], y_init, diff["ss_y"], diff["ss_rate"], n_states)
@@ -181,7 +182,8 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             nxt = jnp.minimum(k + 1, n_events - 1)
             h_new = jax.lax.cond(jumped, lambda: jnp.minimum(s["h"], initial_step(t_now, y, rates, theta, cov_at(diff, ev["t"][nxt]), ev["t"][nxt])),
                                  lambda: s["h"])
-            entry = {"accepted": jnp.asarray(True), "kind": jnp.asarray(_EVENT, jnp.int32), "h": jnp.zeros((), dtype), "clipped": jnp.asarray(False)}
+            entry = {"accepted": jnp.asarray(True), "kind": jnp.asarray(_EVENT, jnp.int32), "h": jnp.zeros((), dtype), "clipped": jnp.asarray(False),
+                     "saved": no_saved}
             new = {**s, "k": k + 1, "t": t_now, "y": y, "rates": rates, "epoch": epoch,
                    "brk": jnp.where(ev["kind"][k] == Kind.OUTPUT, False, brk), "h": h_new}
             return new, entry, out
@@ -192,7 +194,7 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             gap = target - t
             clipped = s["h"] >= gap
             h = jnp.where(clipped, gap, s["h"])
-            y1, err_vec = step(t, h, y, s["rates"], theta, cov_at(diff, target))
+            y1, err_vec, saved = step(t, h, y, s["rates"], theta, cov_at(diff, target))
             err = error_norm(y, y1, err_vec)
             finite = jnp.isfinite(err) & jnp.all(jnp.isfinite(y1))
             err = jnp.where(finite, jnp.maximum(err, 1e-10), jnp.inf)
@@ -211,7 +213,7 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             status = jnp.where(too_small, jnp.where(finite, SolveStatus.SOLVER_FAILED, SolveStatus.NON_FINITE), SolveStatus.SUCCESS)
             status = jnp.where((status == SolveStatus.SUCCESS) & (n_steps >= max_steps), SolveStatus.MAX_STEPS, status)
             status = status.astype(jnp.int32)
-            entry = {"accepted": accept, "kind": jnp.asarray(_STEP, jnp.int32), "h": h, "clipped": clipped}
+            entry = {"accepted": accept, "kind": jnp.asarray(_STEP, jnp.int32), "h": h, "clipped": clipped, "saved": saved}
             new = {**s, "k": k, "t": jnp.where(accept, jnp.where(clipped, target, t + h), t), "y": jnp.where(accept, y1, y),
                    "h": h_next, "h_acc": jnp.where(accept, h, s["h_acc"]), "err_acc": jnp.where(accept, jnp.maximum(err, 1e-2), s["err_acc"]),
                    "n_steps": n_steps, "status": status, "fail_t": jnp.where(status != 0, t, s["fail_t"])}
@@ -258,13 +260,16 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
         """Re-run from checkpoint state ``s0`` for ``n_entries`` (<= chunk) entries, recording them."""
         tape0 = {"kind": jnp.zeros(chunk, jnp.int32), "k": jnp.zeros(chunk, jnp.int32), "t": jnp.zeros(chunk, s0["t"].dtype),
                  "h": jnp.zeros(chunk, s0["t"].dtype), "clipped": jnp.zeros(chunk, bool), "y": jnp.zeros((chunk, n_states), s0["y"].dtype),
-                 "rates": jnp.zeros((chunk, n_states), s0["y"].dtype), "epoch": jnp.zeros(chunk, jnp.int32)}
+                 "rates": jnp.zeros((chunk, n_states), s0["y"].dtype), "epoch": jnp.zeros(chunk, jnp.int32),
+                 # the step's inverse, f_t and stages: the step VJP need not recompute them
+                 "saved": (jnp.zeros((chunk, n_states, n_states), s0["y"].dtype), jnp.zeros((chunk, n_states), s0["y"].dtype),
+                           jnp.zeros((chunk, _STAGES, n_states), s0["y"].dtype))}
 
         def body(carry):
             s, tape, n = carry
             s, entry, _, _ = advance(s, diff, ev)
             # written in the next free slot either way; a rejected step's entry is overwritten
-            tape = {key: tape[key].at[n].set(entry[key]) for key in tape}
+            tape = jax.tree.map(lambda buf, v: buf.at[n].set(v), tape, {key: entry[key] for key in tape})
             return s, tape, n + entry["accepted"].astype(jnp.int32)
 
         s, tape, n = jax.lax.while_loop(lambda c: running(c[0]) & (c[2] < n_entries), body, (s0, tape0, jnp.asarray(0, jnp.int32)))
@@ -280,8 +285,9 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             # covariates reach the step through cov_at; only the entries it reads get a cotangent
             cov_in = {key: diff[key] for key in _COV_KEYS if key in diff}
             cov, cov_pull = jax.vjp(lambda d: cov_at(d, target), cov_in)
+            saved = jax.tree.map(lambda buf: buf[i], tape["saved"])
             t_bar, h_bar, y_bar, (rates_bar, theta_bar, cov_bar) = rodas4_step_vjp(
-                field, (rates, diff["theta"], cov), t, h, y, c["y_bar"])
+                field, (rates, diff["theta"], cov), t, h, y, c["y_bar"], saved)
             clipped = tape["clipped"][i]
             grads = dict(c["grads"])
             for key, value in cov_pull(cov_bar)[0].items():

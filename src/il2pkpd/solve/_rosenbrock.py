@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Rodas4", "rodas4_step", "rodas4_step_vjp"]
+__all__ = ["Rodas4", "rodas4_step", "rodas4_step_saving", "rodas4_step_vjp"]
 
 _GAMMA = 0.25
 _C = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])
@@ -97,15 +97,22 @@ def _inverse_fast(a):
     return jax.lax.cond(ok, lambda: inv, lambda: _inverse(a))
 
 
+def _stage_input(i: int, y0, ks):
+    """``u_i = y0 + sum_{j<i} a_ij k_j``."""
+    u_i = y0
+    for j in range(i):
+        if _A[i, j] != 0.0:
+            u_i = u_i + _A[i, j] * ks[j]
+    return u_i
+
+
 def _stages(f: Callable, w_inv, f_t, t0, h, y0):
     """The stage inputs ``u_i`` and stage values ``k_i`` of one step (module docstring)."""
     us, ks = [], []
     for i in range(_STAGES):
-        u_i = y0
+        u_i = _stage_input(i, y0, ks)
         rhs = _D[i] * h * f_t
         for j in range(i):
-            if _A[i, j] != 0.0:
-                u_i = u_i + _A[i, j] * ks[j]
             if _CC[i, j] != 0.0:
                 rhs = rhs + (_CC[i, j] / h) * ks[j]
         us.append(u_i)
@@ -128,19 +135,23 @@ def rodas4_step(f: Callable, jac, f_t, t0, h, y0):
     y1, error
         The 4th-order solution and the embedded error estimate (the last stage).
     """
+    y1, err, _ = rodas4_step_saving(f, jac, f_t, t0, h, y0)
+    return y1, err
+
+
+def rodas4_step_saving(f: Callable, jac, f_t, t0, h, y0):
+    """:func:`rodas4_step`, also returning what :func:`rodas4_step_vjp` would recompute:
+    ``saved = (w_inv (n, n), f_t (n,), ks (stages, n))``."""
     n = y0.shape[0]
     w = jnp.eye(n, dtype=y0.dtype) / (_GAMMA * h) - jac
     # An unrolled inverse beats LAPACK for n ~ 5-20 on CPU (IVORY, n = 13: 2.4 us without
     # pivoting, 7.1 us with, 4.7 us LAPACK): six stage solves become matrix-vector products
     w_inv = _inverse_fast(w)
     _, ks = _stages(f, w_inv, f_t, t0, h, y0)
-    u_last = y0
-    for j in range(_STAGES - 1):
-        u_last = u_last + _A[-1, j] * ks[j]
-    return u_last + ks[-1], ks[-1]
+    return _stage_input(_STAGES - 1, y0, ks) + ks[-1], ks[-1], (w_inv, f_t, jnp.stack(ks))
 
 
-def rodas4_step_vjp(field: Callable, args, t0, h, y0, y1_bar):
+def rodas4_step_vjp(field: Callable, args, t0, h, y0, y1_bar, saved=None):
     """The VJP of one Rodas4 step ``y1 = step(t0, h, y0; args)``, written out by hand.
 
     Reverse mode through :func:`rodas4_step` as JAX traces it differentiates the forward-mode
@@ -162,6 +173,9 @@ def rodas4_step_vjp(field: Callable, args, t0, h, y0, y1_bar):
         The step's start time, size and start state.
     y1_bar
         The cotangent of the step's end state.
+    saved
+        ``(w_inv, f_t, ks)`` from :func:`rodas4_step_saving` of the same step, or ``None``
+        to recompute them (the Jacobian, the inverse and the six stages).
 
     Returns
     -------
@@ -171,10 +185,13 @@ def rodas4_step_vjp(field: Callable, args, t0, h, y0, y1_bar):
     """
     n = y0.shape[0]
     f = lambda tt, yy: field(tt, yy, args)  # noqa: E731
-    jac = jax.jacfwd(lambda yy: f(t0, yy))(y0)
-    _, f_t = jax.jvp(lambda tt: f(tt, y0), (t0,), (jnp.ones_like(t0),))
-    w_inv = _inverse_fast(jnp.eye(n, dtype=y0.dtype) / (_GAMMA * h) - jac)
-    us, ks = _stages(f, w_inv, f_t, t0, h, y0)  # again: the adjoint keeps only the step's start
+    if saved is None:
+        jac = jax.jacfwd(lambda yy: f(t0, yy))(y0)
+        _, f_t = jax.jvp(lambda tt: f(tt, y0), (t0,), (jnp.ones_like(t0),))
+        _, _, saved = rodas4_step_saving(f, jac, f_t, t0, h, y0)
+    w_inv, f_t, k_rows = saved
+    ks = [k_rows[i] for i in range(_STAGES)]
+    us = [_stage_input(i, y0, ks) for i in range(_STAGES)]
     # y1 = y0 + sum_{j<s-1} a_sj k_j + k_s
     k_bar = [_A[-1, j] * y1_bar for j in range(_STAGES - 1)] + [y1_bar]
     y_bar, t_bar, h_bar = y1_bar, jnp.zeros_like(t0), jnp.zeros_like(h)
