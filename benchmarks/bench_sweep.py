@@ -66,11 +66,11 @@ def scipy_sample(d: SweepDesign, n: int, seed: int = 0) -> dict:
     import jax.numpy as jnp
 
     from il2pkpd.design.sweep import CellRunner
-    from il2pkpd.io.sweep_run import _population
+    from il2pkpd.io.entry import sweep_population
     from il2pkpd.solve import solve_scipy
 
     model = il2pkpd.load_model(d.model)
-    pop, omegas, _ = _population(d, model)
+    pop, omegas, _ = sweep_population(d, model)
     runner = CellRunner(d, model, pop, omegas)
     from il2pkpd.design.metrics import MetricEvaluator
 

@@ -22,8 +22,11 @@ from .errors import (
     UnitsWarning as UnitsWarning,
 )
 
+# Public name -> (module, attribute); imported on first use. The facade may reach every layer;
+# entry points that accept files (simulate, fit, sweep) are io's, which reads them and calls
+# the computing layer (ARCHITECTURE.md, "Layers").
 _LAZY = {
-    "simulate": ("il2pkpd.simulation", "simulate"),
+    "simulate": ("il2pkpd.io.entry", "simulate"),
     "load_model": ("il2pkpd.io.model_file", "load_model"),
     "available_models": ("il2pkpd.io.model_file", "available_models"),
     "build_model": ("il2pkpd.model", "build_model"),
@@ -34,14 +37,14 @@ _LAZY = {
     "Record": ("il2pkpd.dosing", "Record"),
     "Records": ("il2pkpd.dosing", "Records"),
     "read_nonmem_csv": ("il2pkpd.io.nonmem", "read_nonmem_csv"),
-    "predict": ("il2pkpd.io.predict", "predict"),
+    "predict": ("il2pkpd.prediction", "predict"),
     "datasets": ("il2pkpd.datasets", None),
     "SolverOptions": ("il2pkpd.solve", "SolverOptions"),
     "SolveStatus": ("il2pkpd.solve", "SolveStatus"),
-    "sweep": ("il2pkpd.io.sweep_run", "sweep"),
-    "read_sweep": ("il2pkpd.io.sweep_run", "read_sweep"),
+    "sweep": ("il2pkpd.io.entry", "sweep"),
+    "read_sweep": ("il2pkpd.io.sweep_store", "read_sweep"),
     "SweepDesign": ("il2pkpd.design.sweep_design", "SweepDesign"),
-    "fit": ("il2pkpd.inference.fit", "fit"),
+    "fit": ("il2pkpd.io.fits", "fit"),
     "Fit": ("il2pkpd.inference.fit", "Fit"),
     "load_fit": ("il2pkpd.io.fits", "load_fit"),
     "write_fit": ("il2pkpd.io.fits", "write_fit"),

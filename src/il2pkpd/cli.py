@@ -153,7 +153,7 @@ class _CompileMeter:
     @classmethod
     def footer(cls, elapsed: float) -> str:
         if cls.fresh:
-            from .solve._config import compilation_cache_dir
+            from .solve import compilation_cache_dir
 
             why = "not yet in the compile cache (a rerun loads them)" if compilation_cache_dir() else "(the compile cache is off)"
             return f"{elapsed:.2f} s wall time, of which {cls.fresh_s:.2f} s compiling {cls.fresh} program(s) {why}"
@@ -179,13 +179,13 @@ def _check_names(m, values: dict, flag: str, kinds: tuple[str, ...]) -> None:
     """Names given to ``--param``/``--covariate`` must be the model's (by name or label, any
     case): the error names the flag, not ``simulate()``'s keyword."""
     from .errors import ModelSpecError
-    from .simulation import _param_key
+    from .simulation import resolve_param_key
 
     for key in values:
         if key.startswith("omega_") and key[6:] in m.parameter_names:  # from --fit
             continue
         try:
-            kind, _ = _param_key(m, key)
+            kind, _ = resolve_param_key(m, key)
         except ModelSpecError:
             kind = None
         if kind not in kinds:
@@ -438,15 +438,15 @@ def predict(
     """Write every dataset row back with PRED: the model's observed output at that record."""
     from .io.model_file import load_model
     from .io.nonmem import read_nonmem_csv
-    from .io.output import atomic_write
-    from .io.predict import predict as run
+    from .io.predict import write_predictions
+    from .prediction import predict as run
     from .solve import SolverOptions
 
     options = SolverOptions(solver=solver, rtol=rtol, atol=atol)  # bad options fail here, before the work
     m = load_model(model)
     d = read_nonmem_csv(data)
     result = run(m, d, _parse_params(param, True), pred_unit=pred_unit, options=options)
-    atomic_write(out, lambda p: result.to_csv(p, index=False, float_format="%.10g"))
+    write_predictions(result, out)
     typer.echo(f"wrote {out} ({len(result)} rows, {len(d.subject_ids)} subjects)")
 
 
@@ -529,7 +529,8 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .design.sweep_design import IVORY_DEFAULT_METRICS, SweepDesign, design_from_toml, regimens_from_flags
-    from .io.sweep_run import prepare_sweep, run_sweep
+    from .design.sweep_run import run_sweep
+    from .io.entry import prepare_sweep
 
     overrides = {"horizon": horizon, "draws": draws, "subjects": subjects, "seed": seed, "solver": solver, "rtol": rtol, "atol": atol, "fit": fit, "prior": prior or None}
     if metrics:

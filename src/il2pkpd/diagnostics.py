@@ -96,7 +96,7 @@ def gof_table(fit, model, subjects):
 def population_theta_draws(fit, model, n_subjects: int, n_rep: int, seed: int = 0) -> np.ndarray:
     """(n_rep, n_subjects, P) parameters of NEW subjects: typical values and omegas from
     posterior draws, fresh random effects (for VPCs and predictive checks)."""
-    from .inference.posterior import apply_iiv
+    from .simulation import apply_iiv
 
     rng = np.random.default_rng(seed)
     draws = fit.population_draws()

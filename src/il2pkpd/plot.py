@@ -270,7 +270,7 @@ def simulate_regimen_vs_placebo(model, fit, regimen, *, draws: int | None = 100,
 
     Returns ``{"regimen": Dataset, "placebo": Dataset}`` with dims ``draw, subject, time``.
     """
-    from .simulation import simulate
+    from .io.entry import simulate  # takes ``model`` by name or path too
 
     pop = fit.population_draws() if hasattr(fit, "population_draws") else dict(fit)
     n = len(next(iter(pop.values())))
@@ -368,9 +368,9 @@ def plot_regimen_vs_placebo(model, fit, regimen: str, outputs: Sequence[str], pa
     compressed after it, up to ``horizon`` days. The title says these are model predictions,
     not trial data, and names the fit (``fit_label``). Returns the Figure; writes ``path``.
     """
-    from .simulation import _as_model
+    from .io.model_file import load_model
 
-    model = _as_model(model)
+    model = load_model(model)  # a Model passes through; a name or path is read
     sims = simulate_regimen_vs_placebo(model, fit, regimen, draws=draws, horizon=horizon,
                                        fine_until=break_at if break_at else min(horizon, 63.0), seed=seed, **kwargs)
     reg_label = regimen_label or regimen

@@ -1,4 +1,8 @@
-"""The public ``simulate()``: model x parameters x regimen (or dataset) x times.
+"""``simulate()``: model x parameters x regimen (or dataset) x times.
+
+This is the computation behind :func:`il2pkpd.simulate`, which also accepts a model by
+name or path (:mod:`il2pkpd.io.entry` loads it): this layer takes a loaded
+:class:`~il2pkpd.model.Model` and never opens a file.
 
 Returns an :class:`xarray.Dataset` with named dimensions ``subject`` and ``time`` (and
 ``draw`` when population parameters come as draws), one variable per output and state
@@ -10,6 +14,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping, Sequence
+from os import PathLike
 from typing import Any
 
 import numpy as np
@@ -20,18 +25,39 @@ from .model import Model
 from .solve import SolverOptions, SolveStatus, build_events, record_covariates, solve_subjects
 from .units import UnitError, conversion_factor
 
-__all__ = ["simulate", "individual_parameters", "solve_records", "add_residual_error"]
+__all__ = [
+    "simulate", "individual_parameters", "solve_records", "add_residual_error", "check_model", "apply_iiv", "resolve_param_key",
+    "raise_failures", "warn_missing_covariates",
+]
 
 
-def _as_model(model) -> Model:
+def check_model(model: Any) -> Model:
+    """``model`` itself when it is a :class:`~il2pkpd.model.Model`; otherwise a one-line error.
+
+    Names and paths of model files are read at the edges (:func:`il2pkpd.load_model`, or
+    :func:`il2pkpd.simulate`, which loads them): the numerical core never opens a file.
+    """
     if isinstance(model, Model):
         return model
-    from .io.model_file import load_model
+    hint = f" Load it first: il2pkpd.load_model({str(model)!r}), or call il2pkpd.simulate, which does." if isinstance(model, (str, PathLike)) else ""
+    raise ModelSpecError(f"`model` must be a Model, got {model!r} ({type(model).__name__}).{hint}")
 
-    return load_model(model)
+
+def apply_iiv(kind: str, pop, eta):
+    """Individual value from a population value and a random effect (NumPy, broadcasting):
+    lognormal ``pop exp(eta)``, normal ``pop + eta``, logit ``sigmoid(logit pop + eta)``;
+    any other kind (no IIV) gives ``pop``."""
+    if kind == "lognormal":
+        return pop * np.exp(eta)
+    if kind == "normal":
+        return pop + eta
+    if kind == "logit":
+        q = np.clip(pop, 1e-12, 1 - 1e-12)
+        return 1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + eta)))
+    return np.broadcast_to(pop, np.broadcast_shapes(np.shape(pop), np.shape(eta)))
 
 
-def _param_key(model: Model, key: str) -> tuple[str, str]:
+def resolve_param_key(model: Model, key: str) -> tuple[str, str]:
     """('param' | 'cov', canonical name) of a user key (name or label, any case)."""
     low = key.lower()
     for p in model.parameters:  # names first: a name never loses to another's label
@@ -155,7 +181,7 @@ def individual_parameters(
             if key.startswith("omega_") and key[6:] in names:  # IIV SD per draw (from a fit)
                 omega_draws[key[6:]] = np.atleast_1d(_as_floats(model, val, key, "IIV SD"))
                 continue
-            kind, name = _param_key(model, key)
+            kind, name = resolve_param_key(model, key)
             arr = _as_floats(model, val, name, "covariate" if kind == "cov" else "parameter")
             if kind == "cov":
                 if arr.ndim > 1 or (arr.ndim == 1 and len(arr) != n_subjects):
@@ -179,7 +205,7 @@ def individual_parameters(
             for name, arr in draws.items():
                 pop[:, names.index(name)] = arr
     for key, val in (covariates or {}).items():
-        kind, name = _param_key(model, key)
+        kind, name = resolve_param_key(model, key)
         if kind != "cov":
             raise ModelSpecError(f"`covariates` key {key!r} is a parameter, not a covariate; pass it in `params`")
         arr = _as_floats(model, val, name, "covariate")
@@ -195,7 +221,7 @@ def individual_parameters(
         for key, arr in cols.items():
             if key.lower() in ("id", "subject"):
                 continue
-            kind, name = _param_key(model, key)
+            kind, name = resolve_param_key(model, key)
             arr = _as_floats(model, arr, name, "subject covariate" if kind == "cov" else "subject parameter")
             if arr.shape != (n_subjects,):
                 raise ShapeError(f"`subject_params` column {key!r} must have one value per subject", arr.shape, (n_subjects,))
@@ -217,14 +243,7 @@ def individual_parameters(
             omega = omega_draws.get(p.name, np.array([p.iiv.omega]))
             eta = (omega[:, None] if omega.size > 1 else omega.reshape(1, 1)) * z[:, :, j]
             cur = theta[:, :, j]
-            if p.iiv.kind == "lognormal":
-                new = cur * np.exp(eta)
-            elif p.iiv.kind == "normal":
-                new = cur + eta
-            else:
-                logit = np.log(cur / (1 - cur)) + eta
-                new = 1 / (1 + np.exp(-logit))
-            theta[:, :, j] = np.where(given[None, :, j], cur, new)
+            theta[:, :, j] = np.where(given[None, :, j], cur, apply_iiv(p.iiv.kind, cur, eta))
     cov = np.stack([cov_vals[c.name] for c in model.covariates], axis=-1) if model.covariates else np.zeros((n_subjects, 0))
     return theta, cov, {"n_draws": n_draws}
 
@@ -300,7 +319,7 @@ def warn_missing_covariates(model: Model, given) -> None:
                       Il2pkpdWarning, stacklevel=3)
 
 
-def _raise_failures(status: np.ndarray, fail_time: np.ndarray, subject_ids: Sequence, time_unit: str, *,
+def raise_failures(status: np.ndarray, fail_time: np.ndarray, subject_ids: Sequence, time_unit: str, *,
                     hint_style: str = "python", n_draws: int | None = None) -> None:
     """Raise a :class:`SolverError` for the first failed batch member (draw-major order).
 
@@ -635,7 +654,7 @@ def _locate_extrema(model: Model, doses: Sequence[Records], theta: np.ndarray, c
 
 
 def simulate(
-    model: Model | str,
+    model: Model,
     regimen: str | Regimen | Sequence[Records] | Any = None,
     times: Sequence[float] | np.ndarray | None = None,
     *,
@@ -663,7 +682,8 @@ def simulate(
     Parameters
     ----------
     model
-        A :class:`~il2pkpd.model.Model`, a model name (``"ivory"``) or a ``.toml`` path.
+        A :class:`~il2pkpd.model.Model`. :func:`il2pkpd.simulate` (the public entry point)
+        also takes a model name (``"ivory"``) or a ``.toml`` path, and loads it.
     regimen
         A regimen string (``"1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"``), a
         :class:`~il2pkpd.dosing.Regimen`, a dataset (an object with
@@ -720,7 +740,7 @@ def simulate(
     SolverError
         When a solve fails and ``throw=True``.
     """
-    model = _as_model(model)
+    model = check_model(model)
     if hint_style not in _HINT_STYLES:
         raise ModelSpecError(f"`hint_style` must be one of {list(_HINT_STYLES)}, got {hint_style!r}")
     if progress is not None and not callable(progress):
@@ -759,7 +779,7 @@ def simulate(
         row_theta = {names.index(n): v for n, v in per_row.items() if n in names} or None
         row_cov = {cov_names.index(n): v for n, v in per_row.items() if n in cov_names} or None
         from_data = {**p_cols, **c_cols}
-        warn_missing_covariates(model, set(c_cols) | {_param_key(model, k)[1] for k in (covariates or {})}
+        warn_missing_covariates(model, set(c_cols) | {resolve_param_key(model, k)[1] for k in (covariates or {})}
                                 | {k for k in (_table_columns(subject_params) if subject_params is not None else {})})
         subject_ids = [r.subject for r in dataset_subjects]
         n_subjects = len(subject_ids)
@@ -825,7 +845,7 @@ def simulate(
         sol = _solve_in_blocks(model, subjects, theta, cov, options=options, output_rows=output_rows, row_theta=row_theta,
                                row_cov=row_cov, tick=lambda n: report(n, total))
     if throw:
-        _raise_failures(sol.status, sol.fail_time, subject_ids, model.time_unit, hint_style=hint_style, n_draws=info["n_draws"])
+        raise_failures(sol.status, sol.fail_time, subject_ids, model.time_unit, hint_style=hint_style, n_draws=info["n_draws"])
     ds = _to_dataset(model, sol, theta, cov, subject_ids, info["n_draws"], tu, to_model, times is None)
     if extrema_names:
         tick = None if report is None else (lambda n: report(n_members + n * extra_solves, total))

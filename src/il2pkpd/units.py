@@ -41,6 +41,8 @@ __all__ = [
     "UnitError",
     "Drug",
     "ALDESLEUKIN",
+    "DRUGS",
+    "drug_named",
     "parse_unit",
     "convert",
     "conversion_factor",
@@ -407,6 +409,15 @@ class Drug:
 
 #: Aldesleukin: 18 MIU = 1.1 mg, MW 15,300 Da [BRIEF S28]; 1 MIU = 61.1 ug = 4.0 nmol.
 ALDESLEUKIN = Drug("aldesleukin", miu_per_mg=18.0 / 1.1, mw_g_per_mol=15300.0, source="S28")
+
+#: Drugs whose specific activity and molecular weight il2pkpd knows, by lower-case name.
+DRUGS = {ALDESLEUKIN.name: ALDESLEUKIN}
+
+
+def drug_named(name: str) -> Drug | None:
+    """The :class:`Drug` called ``name`` (a model's ``drug``, any case), or ``None`` when il2pkpd
+    does not know it: its amounts then convert only within one dimension."""
+    return DRUGS.get(name.lower())
 
 
 def convert_amount(value: float, from_unit: str, to_unit: str, drug: Drug | None = None) -> float:

@@ -23,7 +23,7 @@ import pytest
 import il2pkpd
 from il2pkpd.design.sweep_design import SweepDesign, regimens_from_flags
 from il2pkpd.errors import OptionError
-from il2pkpd.io.sweep_run import read_sweep
+from il2pkpd.io.sweep_store import read_sweep
 
 PK_DESIGN = SweepDesign(
     "pk1_oral", (("100 mg", "100 mg po once"), ("2x50 mg", "50 mg po q12h x2")), horizon=48.0, dense_step=0.5, grid_step=0.5,
@@ -52,10 +52,10 @@ def test_in_memory_and_on_disk_sweeps_agree(tmp_path):
 
 def test_a_sweep_metric_equals_simulate_at_the_same_parameters():
     from il2pkpd.design.sweep import CellRunner
-    from il2pkpd.io.sweep_run import _population
+    from il2pkpd.io.entry import sweep_population
 
     model = il2pkpd.load_model("pk1_oral")
-    pop, omegas, _ = _population(PK_DESIGN, model)
+    pop, omegas, _ = sweep_population(PK_DESIGN, model)
     runner = CellRunner(PK_DESIGN, model, pop, omegas)
     cell = PK_DESIGN.cells()[1]  # 100 mg, V = 25 L
     out = runner.run(cell, np.arange(5))
@@ -193,14 +193,14 @@ def test_cli_flags_design_prints_the_table_and_draws_the_heatmap(tmp_path):
 
 def test_posterior_draws_come_from_the_stored_fit_thinned_evenly():
     from il2pkpd.io.fits import fits_search_path, load_fit
-    from il2pkpd.io.sweep_run import _population
+    from il2pkpd.io.entry import sweep_population
 
     if not any((p / "ivory-published" / "fit.json").is_file() for p in fits_search_path()):
         pytest.skip("fits/ivory-published is not stored")
     model = il2pkpd.load_model("ivory")
     design = SweepDesign("ivory", (("IVORY", "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"),), metrics=("at(treg_fold, 5)",),
                          horizon=10.0, fit="ivory-published", draws=4, solver="rodas4")
-    pop, _, fit_hash = _population(design, model)
+    pop, _, fit_hash = sweep_population(design, model)
     post = load_fit("ivory-published", model=model).population_draws()
     total = len(post["ec50"])
     pick = np.linspace(0, total - 1, 4).round().astype(int)

@@ -150,7 +150,7 @@ def _dataset_case(case: dict, models: dict) -> dict:
     import numpy as np
 
     from il2pkpd.io.nonmem import read_nonmem_csv
-    from il2pkpd.io.predict import predict
+    from il2pkpd.prediction import predict
 
     model = models["pk1_oral"]
     data = read_nonmem_csv(case["path"])

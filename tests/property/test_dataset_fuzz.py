@@ -4,7 +4,7 @@ Every case starts from a valid dataset for ``pk1_oral`` (1-3 subjects, bolus dos
 depot or the central compartment, ADDL, observations, EVID 2 rows, optional MDV, DVID, CL
 and text columns), applies 0-3 mutations and reads the result with
 :func:`il2pkpd.io.nonmem.read_nonmem_csv`, ``problems``, ``subject_records``,
-``subject_values`` and, for a sample of accepted cases, :func:`il2pkpd.io.predict.predict`.
+``subject_values`` and, for a sample of accepted cases, :func:`il2pkpd.prediction.predict`.
 
 Mutations: drop, duplicate, rename, reorder and re-case columns; non-numeric cells, inf,
 nan, huge (1e101 .. 1e400), tiny, negative and zero values, blanks and ``.`` in every

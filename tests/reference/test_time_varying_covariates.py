@@ -13,7 +13,7 @@ import pytest
 
 import il2pkpd
 from il2pkpd.io.nonmem import from_dataframe
-from il2pkpd.io.predict import predict
+from il2pkpd.prediction import predict
 
 MODEL = il2pkpd.build_model({
     "model": {"name": "wt_cl", "time_unit": "h"},

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from il2pkpd.io.nonmem import read_nonmem_csv
-from il2pkpd.io.predict import predict
+from il2pkpd.prediction import predict
 
 
 def _estimates(conformance, case):

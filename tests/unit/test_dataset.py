@@ -272,14 +272,14 @@ def test_non_finite_or_huge_values_are_refused_naming_the_row(tmp_path, pk1, col
 
 
 def test_amt_inf_is_refused_before_the_solver(tmp_path, pk1):
-    from il2pkpd.io.predict import predict
+    from il2pkpd.prediction import predict
 
     with pytest.raises(DataFormatError, match=r"row 1 \(subject 1\): column `AMT` must be finite, got inf"):
         predict(pk1, read_nonmem_csv(write(tmp_path, "ID,TIME,EVID,AMT,CMT,DV\n1,0,1,inf,1,\n1,1,0,0,2,3\n")))
 
 
 def test_addl_beyond_the_documented_limit_is_refused(tmp_path, pk1):
-    from il2pkpd.dosing._records import MAX_ADDL
+    from il2pkpd.dosing import MAX_ADDL
 
     with pytest.raises(DataFormatError, match=rf"`ADDL` must be an integer from 0 to {MAX_ADDL:,} .*got 1000000000000.0"):
         records(tmp_path, "ID,TIME,EVID,AMT,CMT,II,ADDL\n1,0,1,100,1,1,1e12\n1,1,0,0,2,,\n", pk1)
@@ -335,7 +335,7 @@ def test_an_unknown_dvid_on_a_non_observation_row_is_named_before_predicting(tmp
     """Found by the 20,000-case fuzz run: DVID 5 on an EVID 2 row passed the checks, then
     predict() (which gives PRED on every row, for the output its DVID maps to) failed with a
     ModelSpecError naming neither row nor subject."""
-    from il2pkpd.io.predict import predict
+    from il2pkpd.prediction import predict
 
     data = read_nonmem_csv(write(tmp_path, "ID,TIME,EVID,AMT,CMT,DV,DVID\n1,0,1,100,1,,0\n1,1,2,0,2,,5\n1,2,0,0,2,3,1\n"))
     with pytest.raises(DataFormatError, match=r"row 2 \(subject 1\): `DVID` must be one of \[1\] for model 'pk1_oral', got 5"):

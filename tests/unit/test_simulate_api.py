@@ -217,7 +217,7 @@ def test_dataset_without_covariate_columns_is_simulated_at_file_values_with_a_wa
     import warnings
 
     from il2pkpd.errors import Il2pkpdWarning
-    from il2pkpd.io.predict import predict
+    from il2pkpd.prediction import predict
 
     path = tmp_path / "d.csv"
     path.write_text("ID,TIME,EVID,AMT,CMT,DV,BSA\n1,0,1,1.5,1,.,1.8\n1,1,0,0,2,1,1.8\n")

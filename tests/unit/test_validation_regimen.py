@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from il2pkpd.dosing import Record, Records, parse_regimen, records_from_columns
-from il2pkpd.dosing._records import MAX_ADDL, MAX_MAGNITUDE
+from il2pkpd.dosing import MAX_ADDL, MAX_MAGNITUDE
 from il2pkpd.errors import RegimenError
 
 

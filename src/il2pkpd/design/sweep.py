@@ -7,7 +7,8 @@ numbers do not depend on how the sweep is split into chunks or spread over worke
 virtual subjects are used in every cell (common random numbers): regimens are compared on the
 same patients, as in a crossover, which removes between-patient noise from the contrasts.
 
-Storage, resume and Dask live in :mod:`il2pkpd.io.sweep_run`.
+Chunks, workers and Dask live in :mod:`il2pkpd.design.sweep_run`; the output folder in
+:mod:`il2pkpd.io.sweep_store`.
 """
 
 from __future__ import annotations

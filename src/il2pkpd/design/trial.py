@@ -23,7 +23,7 @@ import numpy as np
 
 from ..dosing import parse_regimen
 from ..errors import ShapeError
-from ..simulation import add_residual_error, simulate
+from ..simulation import add_residual_error, check_model, simulate
 
 __all__ = ["Arm", "Sample", "TrialDesign", "simulate_trial"]
 
@@ -129,7 +129,8 @@ def simulate_trial(design: TrialDesign, model, params: dict | None = None, seed:
     design
         The :class:`TrialDesign`.
     model
-        The model (must declare the designs' observations and events).
+        The :class:`~il2pkpd.model.Model` (must declare the designs' observations and
+        events); read a model file first with :func:`il2pkpd.load_model`.
     params
         Population parameter overrides (as in :func:`il2pkpd.simulate`).
     seed
@@ -147,9 +148,8 @@ def simulate_trial(design: TrialDesign, model, params: dict | None = None, seed:
     import pandas as pd
 
     from .. import __version__
-    from ..simulation import _as_model
 
-    model = _as_model(model)
+    model = check_model(model)
     obs_by_name = {o.name: o for o in model.observations}
     for s in design.samples:
         if s.observation not in obs_by_name:

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import RegimenError
-from ..units import UnitError, conversion_factor, convert_amount, parse_unit
+from ..units import UnitError, conversion_factor, convert_amount, drug_named, parse_unit
 from ._records import MAX_ADDL, MAX_MAGNITUDE
 
 __all__ = ["DoseBlock", "Regimen", "parse_regimen", "regimen_from_records"]
@@ -199,7 +199,7 @@ class Regimen:
                     )
                 amount = amount * cov[key]
                 unit = f"({unit})*{'m2' if key == 'bsa' else 'kg'}"
-            drug = _drug(model)
+            drug = drug_named(model.drug)
             try:
                 amt = convert_amount(amount, unit, state_unit, drug)
             except UnitError as exc:
@@ -259,12 +259,6 @@ def regimen_from_records(records, model) -> Regimen:
                              duration=duration, duration_unit=tu, start=t0, start_unit=tu))
     reg = Regimen(tuple(out))
     return Regimen(reg.blocks, str(reg))
-
-
-def _drug(model):
-    from ..units import ALDESLEUKIN
-
-    return ALDESLEUKIN if model.drug.lower() == "aldesleukin" else None
 
 
 def _route_state(model, route: str, text: str):

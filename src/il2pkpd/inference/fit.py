@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Il2pkpdWarning, OptionError
+from ..errors import DataFormatError, Il2pkpdWarning, OptionError
 from ..model import model_hash as model_hash
 from ..solve import SolverOptions
 from ..likelihood import SubjectData, subject_data
@@ -82,10 +82,9 @@ class Fit:
 
 
 def _subject_data(data, model, covariates=None) -> SubjectData:
-    if isinstance(data, (str, Path)):
-        from ..io.nonmem import read_nonmem_csv
-
-        data = read_nonmem_csv(data)
+    if isinstance(data, (str, Path)):  # files are read at the edges (io), never here
+        raise DataFormatError(f"`data` must be a dataset, records or SubjectData here, got the path {str(data)!r}. "
+                              f"Read it first: il2pkpd.read_nonmem_csv({str(data)!r}), or call il2pkpd.fit, which does.")
     return subject_data(model, data, covariates)
 
 
@@ -99,8 +98,9 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         A model (priors and IIV from its file; see :func:`build_pymc_model`).
     data
         Dataset (validated with DV required; covariates from its columns, time-varying ones
-        by NONMEM's rule), the path of a NONMEM-format CSV file, per-subject records (with
-        ``covariates``), or a :class:`~il2pkpd.likelihood.SubjectData`.
+        by NONMEM's rule), per-subject records (with ``covariates``), or a
+        :class:`~il2pkpd.likelihood.SubjectData`. :func:`il2pkpd.fit` (the public entry
+        point) also takes the path of a NONMEM-format CSV file, and a model by name or path.
     draws, tune, chains
         NUTS settings (ignored by ``"map"``).
     sampler

@@ -10,21 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["apply_iiv", "individual_theta_draws", "error_param_draws", "derived_groups", "thin_indices"]
+from ..simulation import apply_iiv
 
-
-def apply_iiv(kind: str, pop, eta):
-    """Individual value from a population value and a random effect (NumPy, broadcasting):
-    lognormal ``pop exp(eta)``, normal ``pop + eta``, logit ``sigmoid(logit pop + eta)``;
-    any other kind (no IIV) gives ``pop``."""
-    if kind == "lognormal":
-        return pop * np.exp(eta)
-    if kind == "normal":
-        return pop + eta
-    if kind == "logit":
-        q = np.clip(pop, 1e-12, 1 - 1e-12)
-        return 1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + eta)))
-    return np.broadcast_to(pop, np.broadcast_shapes(np.shape(pop), np.shape(eta)))
+__all__ = ["individual_theta_draws", "error_param_draws", "derived_groups", "thin_indices"]
 
 
 def thin_indices(n_chains: int, n_draws: int, max_total: int) -> np.ndarray:

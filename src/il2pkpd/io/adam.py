@@ -196,10 +196,9 @@ def from_adam(domains: Mapping[str, pd.DataFrame], model, *, paramcd: Mapping[st
         amt = ex.EXDOSE.to_numpy(dtype=float)
         if "EXDOSU" in ex:
             state_units = {s.cmt: s.unit for s in model.states}
-            from ..dosing._regimen import _drug
-            from ..units import convert_amount
+            from ..units import convert_amount, drug_named
 
-            amt = np.array([convert_amount(a, str(u), state_units[c], _drug(model)) for a, u, c in zip(amt, ex.EXDOSU, cmts)])
+            amt = np.array([convert_amount(a, str(u), state_units[c], drug_named(model.drug)) for a, u, c in zip(amt, ex.EXDOSU, cmts)])
         dur = ex.EXDUR.to_numpy(dtype=float) if "EXDUR" in ex else np.zeros(len(ex))
         parts.append(pd.DataFrame({
             "ID": usubj(ex, "EX"), "TIME": rel_time(ex, "EXRELTM", "EXRELTMU", "EXSTDY", "EX"), "EVID": 1, "AMT": amt, "CMT": cmts,

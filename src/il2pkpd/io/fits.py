@@ -1,6 +1,9 @@
 """Fits on disk: ``fits/<name>/`` with ``posterior.nc`` (ArviZ DataTree, NetCDF),
 ``summary.csv`` (one row per population parameter) and ``fit.json`` (provenance).
-Written atomically (a temporary folder renamed into place)."""
+Written atomically (a temporary folder renamed into place).
+
+:func:`fit` is the public ``il2pkpd.fit``: it reads a model by name or path and a dataset
+by path, then calls :func:`il2pkpd.inference.fit`, which takes loaded objects only."""
 
 from __future__ import annotations
 
@@ -10,12 +13,26 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..errors import DataFormatError, Il2pkpdWarning
+from ..inference.fit import Fit, fit as _fit
+from ..model import Model
+from .entry import documented_as
+from .model_file import load_model
 
-__all__ = ["write_fit", "load_fit", "fits_search_path"]
+__all__ = ["fit", "write_fit", "load_fit", "fits_search_path"]
+
+
+@documented_as(_fit)
+def fit(model: Model | str | Path, data: Any, **kwargs: Any) -> Fit:
+    if isinstance(data, (str, Path)):
+        from .nonmem import read_nonmem_csv  # only when a file is given
+
+        data = read_nonmem_csv(data)
+    return _fit(load_model(model), data, **kwargs)
 
 
 def fits_search_path() -> list[Path]:
@@ -65,7 +82,7 @@ def load_fit(name_or_path: str | Path, model=None):
     import xarray as xr
 
     from ..errors import ModelSpecError
-    from ..inference.fit import Fit, model_hash
+    from ..inference.fit import model_hash
 
     p = Path(name_or_path)
     candidates = [p] + [folder / str(name_or_path) for folder in fits_search_path()]
@@ -82,13 +99,11 @@ def load_fit(name_or_path: str | Path, model=None):
     if (folder / "posterior.nc").is_file():
         idata = xr.open_datatree(folder / "posterior.nc", engine="h5netcdf").load()
     if isinstance(model, (str, Path)):
-        from .model_file import load_model
-
         model = load_model(model)
     recorded = info.get("model_hash")
     where = "`model`"
     if model is None and info.get("model"):
-        from .model_file import _resolve, load_model
+        from .model_file import _resolve
 
         try:
             model = load_model(info["model"])

@@ -27,7 +27,7 @@ Refused, naming the row and the value (nothing is coerced or dropped silently):
   and below it the solver's and the likelihood's float64 arithmetic, which multiplies and
   squares amounts, rates and observations (1e100 squared is 1e200 < 1.8e308), stays finite;
   above it a result is either overflow or meaningless. ``ADDL`` may imply at most
-  :data:`~il2pkpd.dosing._records.MAX_ADDL` (100,000) doses per record;
+  :data:`~il2pkpd.dosing.MAX_ADDL` (100,000) doses per record;
 * ``MDV`` other than 0 or 1.
 """
 
@@ -42,8 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..dosing import Records, records_from_columns
-from ..dosing._records import MAX_ADDL, MAX_MAGNITUDE
+from ..dosing import MAX_ADDL, MAX_MAGNITUDE, Records, records_from_columns
 from ..errors import DataFormatError, RegimenError
 
 log = logging.getLogger(__name__)
@@ -80,6 +79,13 @@ class NonmemData:
     @property
     def subject_ids(self) -> list:
         return list(pd.unique(self.table[self.columns["id"]]))
+
+    def column_as(self, column: str, name: str) -> NonmemData:
+        """The ``ID`` column and ``column`` alone, renamed ``name``: read through
+        :meth:`subject_values`, it gives ``column``'s values as parameter or covariate
+        ``name`` (``il2pkpd predict --param ALAG2=LAGT``)."""
+        idcol, col = self.columns["id"], self.columns[column.lower()]
+        return NonmemData(self.table[[idcol, col]].rename(columns={col: name}), {"id": idcol, name.lower(): name}, self.source)
 
     def numeric(self, name: str, default: float | None = None) -> np.ndarray:
         """A column as floats; a non-numeric entry raises, naming its row."""

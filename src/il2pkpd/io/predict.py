@@ -1,105 +1,22 @@
-"""Population/individual predictions for a NONMEM-style dataset (``il2pkpd predict``)."""
+"""Write predictions (:func:`il2pkpd.prediction.predict`) to a CSV file (``il2pkpd predict``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-import pandas as pd
+from .output import atomic_write
 
-from ..errors import DataFormatError
-from ..model import Model
-from ..simulation import _param_key, _raise_failures, individual_parameters, solve_records, warn_missing_covariates
-from ..solve import SolverOptions
-from ..units import conversion_factor
-from .nonmem import NonmemData
-
-__all__ = ["predict"]
+__all__ = ["write_predictions"]
 
 
-def predict(
-    model: Model,
-    data: NonmemData,
-    params: Mapping[str, float | str] | None = None,
-    *,
-    pred_unit: str | None = None,
-    options: SolverOptions | None = None,
-    throw: bool = True,
-) -> pd.DataFrame:
-    """Every input row, plus ``PRED``: the model's observed output at that record.
+def write_predictions(table: Any, path: str | Path) -> Path:
+    """Write the prediction table (every dataset row plus ``PRED``, ``STATUS``) to ``path`` as
+    CSV (ten significant digits), atomically: a temporary file renamed into place.
 
-    Parameters
-    ----------
-    model
-        The model.
-    data
-        The dataset.
-    params
-        Overrides by parameter name or label: a number, or the name of a dataset column
-        holding per-subject values (e.g. ``{"ALAG2": "LAGT"}``). Columns already named
-        like a parameter (``KA``, ``CL``, ``F1``, ``ALAG1``) are used automatically.
-    pred_unit
-        Unit of ``PRED`` (default: the output's declared unit), e.g. ``"ng/mL"``.
-
-    Notes
-    -----
-    ``PRED`` is the output that the row's ``DVID`` maps to (model ``[observations]``);
-    without a DVID column, the first observation's output. It is given on every record
-    (doses too: the value after the record is processed, as in NONMEM's tables).
+    Returns
+    -------
+    pathlib.Path
+        The path written.
     """
-    options = options or SolverOptions()
-    subjects = data.subject_records(model)
-    ids = [r.subject for r in subjects]  # labels for messages (12, not '12')
-    raw_ids = data.subject_ids  # values as they stand in the ID column
-    per_row: dict[str, np.ndarray] = {}
-    p_cols, c_cols = data.subject_values(model, per_row)
-    subject_params: dict[str, np.ndarray] = {**p_cols, **c_cols}
-    scalar: dict[str, float] = {}
-    for key, val in (params or {}).items():
-        if isinstance(val, str):
-            try:
-                scalar[key] = float(val)
-                continue
-            except ValueError:
-                pass
-            if data.col(val) is None:
-                raise DataFormatError(f"`--param {key}={val}`: {val!r} is neither a number nor a column of the dataset (columns: {list(data.table.columns)})")
-            _, name = _param_key(model, key)  # raises, naming the key, if it is neither
-            idcol, col = data.columns["id"], data.columns[val.lower()]
-            tmp = NonmemData(data.table[[idcol, col]].rename(columns={col: name}), {"id": idcol, name.lower(): name}, data.source)
-            p2, c2 = tmp.subject_values(model, per_row)
-            subject_params.update(p2)
-            subject_params.update(c2)
-        else:
-            scalar[key] = float(val)
-    warn_missing_covariates(model, set(subject_params) | {_param_key(model, k)[1] for k in scalar})
-    theta, cov, _ = individual_parameters(model, len(ids), params=scalar, subject_params=subject_params or None, iiv=False)
-    names, cov_names = list(model.parameter_names), list(model.covariate_names)
-    row_theta = {names.index(n): v for n, v in per_row.items() if n in names} or None
-    row_cov = {cov_names.index(n): v for n, v in per_row.items() if n in cov_names} or None
-    sol = solve_records(model, subjects, theta, cov, options=options, output_rows="all", row_theta=row_theta, row_cov=row_cov)
-    if throw:
-        _raise_failures(sol.status, sol.fail_time, ids, model.time_unit)
-
-    sym = model.symbolic
-    dvid = data.numeric("dvid", 0.0)
-    default_out = model.observations[0].output if model.observations else sym.output_names[0]
-    pred = np.full(len(data.table), np.nan)
-    idcol = data.table[data.columns["id"]].to_numpy()
-    unit_factor: dict[str, float] = {}
-    status = np.zeros(len(data.table), dtype=int)
-    for i, sid in enumerate(raw_ids):
-        rows = np.flatnonzero(idcol == sid)
-        status[rows] = sol.status[i]
-        for k, row in enumerate(rows):
-            out = default_out
-            if dvid[row] > 0:
-                out = model.observation_for_dvid(int(dvid[row])).output
-            j = sym.output_names.index(out)
-            if out not in unit_factor:
-                unit_factor[out] = conversion_factor(sym.output_units[j], pred_unit) if pred_unit else 1.0
-            pred[row] = sol.outputs[i, k, j] * unit_factor[out]
-    result = data.table.copy()
-    result["PRED"] = pred
-    result["STATUS"] = status
-    return result
+    return atomic_write(path, lambda p: table.to_csv(p, index=False, float_format="%.10g"))

@@ -1,6 +1,6 @@
 """ODE integration with exact NONMEM dose events (JAX), and a SciPy backend for checks."""
 
-from ._config import configure_jax as configure_jax
+from ._config import compilation_cache_dir as compilation_cache_dir, configure_jax as configure_jax
 
 configure_jax()
 

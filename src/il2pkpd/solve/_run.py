@@ -90,21 +90,26 @@ def stack_record_covariates(rec_cov: Sequence[tuple[np.ndarray, np.ndarray]], n_
 
 
 @lru_cache(maxsize=32)
-def _solver_for(compiled, options: SolverOptions, per_event_theta: bool = False, time_varying_cov: bool = False):
-    return make_batch_solver(compiled, options, per_event_theta, time_varying_cov)
+def _solver_for(compiled, options: SolverOptions, per_event_theta: bool, time_varying_cov: bool, batching: str):
+    return make_batch_solver(compiled, options, per_event_theta, time_varying_cov, batching=batching)
 
 
-def default_batching() -> tuple[int | None, int]:
-    """(chunk size, worker threads) for the current JAX backend.
+#: subjects per compiled call on CPU: enough to make dispatch and the NumPy -> device copy
+#: negligible (~1 ms per call), few enough that every core gets several calls
+CPU_CHUNK = 32
+
+
+def default_batching() -> tuple[str, int | None, int]:
+    """(batching, chunk size, worker threads) for the current JAX backend.
 
     On CPU a vmapped batch advances every event segment until its slowest member is done
-    (adaptive steps differ between subjects), so one subject per call on every core is
-    fastest (measured: 6.7 ms vs 46 ms per IVORY subject-year, benchmarks/README.md). On an
-    accelerator the whole batch goes in one vmapped call.
+    (adaptive steps differ between subjects), so subjects run one after another inside each
+    compiled call (``lax.map``), ``CPU_CHUNK`` subjects per call and one call per core at a
+    time. On an accelerator the whole batch goes in one vmapped call.
     """
     if jax.default_backend() == "cpu":
-        return 1, max(1, os.cpu_count() or 1)
-    return None, 1
+        return "map", CPU_CHUNK, max(1, os.cpu_count() or 1)
+    return "vmap", None, 1
 
 
 def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov: np.ndarray, options: SolverOptions | None = None,
@@ -131,7 +136,7 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
         Optional per-subject (record times, covariates per record): time-varying covariates,
         applied as "next observation carried backward" (NONMEM).
     chunk_size, workers
-        Subjects per vmapped call (``None``: all in one call) and threads running calls
+        Subjects per compiled call (``None``: all in one call) and threads running calls
         concurrently; the default (-1) picks :func:`default_batching` for the backend.
         Results do not depend on the split.
     """
@@ -144,7 +149,10 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
     if cov.shape != (n, len(model.covariates)):
         raise ShapeError("`cov` must have one row per subject and one column per covariate", cov.shape, (n, len(model.covariates)))
     arrays, ss_pos, out_times, t_start = stack_events(subjects)
-    solver = _solver_for(model.compiled, options, ev_theta is not None, rec_cov is not None)
+    batching, default_chunk, default_workers = default_batching()
+    if chunk_size == -1:
+        chunk_size, workers = default_chunk, workers or default_workers
+    solver = _solver_for(model.compiled, options, ev_theta is not None, rec_cov is not None, batching)
     ev = dict(arrays)
     if rec_cov is not None:
         ev["rec_time"], ev["rec_cov"] = stack_record_covariates(rec_cov, cov.shape[1])
@@ -155,9 +163,6 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
             padded[i, : len(et)] = et
             padded[i, len(et):] = theta[i]
         ev["theta"] = padded
-    if chunk_size == -1:
-        chunk_size, default_workers = default_batching()
-        workers = workers or default_workers
     chunk = n if not chunk_size else min(chunk_size, n)
     starts = list(range(0, n, chunk))
 
