@@ -18,6 +18,10 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import DataFormatError, Il2pkpdError
+from .solver_options import DEFAULT_SOLVER_OPTIONS, SOLVER_NAMES
+
+# the library's solver defaults per use (one place: il2pkpd.solver_options)
+_SIM, _FIT, _SWEEP = (DEFAULT_SOLVER_OPTIONS[use] for use in ("simulate", "fit", "sweep"))
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="il2pkpd: PK/PD of low-dose IL-2 (aldesleukin), solved with JAX.")
 log = logging.getLogger("il2pkpd")
@@ -238,10 +242,10 @@ def simulate(
     covariate: Annotated[Optional[list[str]], typer.Option(help="Set a covariate: NAME=VALUE (repeatable), e.g. bsa=1.8.")] = None,
     fit: Annotated[Optional[str], typer.Option(help="Population parameters from this stored fit's posterior draws (a fits/ folder name or path), e.g. ivory-published.")] = None,
     draws: Annotated[Optional[int], typer.Option(help="Posterior draws from --fit, evenly spaced (default: 100, or all when fewer).")] = None,
-    solver: Annotated[str, typer.Option(help="ODE solver: tsit5 (default), dopri5, dopri8, rodas4 (stiff: long follow-up) or kvaerno5.")] = "tsit5",
-    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver.")] = 1e-8,
-    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = 1e-12,
-    max_steps: Annotated[int, typer.Option(help="Maximum solver steps: over a subject's whole horizon for rodas4, between two events for the other solvers.")] = 100_000,
+    solver: Annotated[str, typer.Option(help=f"ODE solver: {', '.join(SOLVER_NAMES)} (rodas4: stiff, long follow-up).")] = _SIM.solver,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver.")] = _SIM.rtol,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = _SIM.atol,
+    max_steps: Annotated[int, typer.Option(help="Maximum solver steps: over a subject's whole horizon for rodas4, between two events for the other solvers.")] = _SIM.max_steps,
     outputs: Annotated[Optional[str], typer.Option(help="Comma-separated outputs to summarise and plot (default: all in the table, the first 6 in the plot).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write results (every output and state) to .csv or .nc.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a figure of the outputs (.png, .pdf, .svg ...).")] = None,
@@ -431,9 +435,9 @@ def predict(
     out: Annotated[Path, typer.Option(help="Output CSV: every input row plus PRED.")],
     param: Annotated[Optional[list[str]], typer.Option(help="NAME=VALUE or NAME=COLUMN (repeatable), e.g. --param ALAG2=LAGT.")] = None,
     pred_unit: Annotated[Optional[str], typer.Option(help="Unit of PRED, e.g. ng/mL (default: the output's).")] = None,
-    solver: Annotated[str, typer.Option(help="ODE solver: tsit5 (default), dopri5, dopri8, rodas4 (stiff) or kvaerno5.")] = "tsit5",
-    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver.")] = 1e-8,
-    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = 1e-12,
+    solver: Annotated[str, typer.Option(help=f"ODE solver: {', '.join(SOLVER_NAMES)} (rodas4: stiff).")] = _SIM.solver,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver.")] = _SIM.rtol,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = _SIM.atol,
 ) -> None:
     """Write every dataset row back with PRED: the model's observed output at that record."""
     from .io.model_file import load_model
@@ -461,9 +465,9 @@ def fit(
     chains: Annotated[int, typer.Option(help="Chains.")] = 4,
     sampler: Annotated[str, typer.Option(help="nutpie (default), pymc, numpyro, blackjax or map.")] = "nutpie",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    solver: Annotated[str, typer.Option(help="ODE solver of the likelihood: tsit5 (default) or rodas4 (stiff: years of event follow-up).")] = "tsit5",
-    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver (NONMEM's TOL=6 is ~1e-6).")] = 1e-6,
-    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = 1e-9,
+    solver: Annotated[str, typer.Option(help="ODE solver of the likelihood (rodas4: stiff, years of event follow-up).")] = _FIT.solver,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver (NONMEM's TOL=6 is ~1e-6).")] = _FIT.rtol,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = _FIT.atol,
 ) -> None:
     """Fit a model to a dataset by NUTS (or MAP) and write the fit folder."""
     import warnings
@@ -516,9 +520,9 @@ def sweep(
     subjects: Annotated[Optional[int], typer.Option(help="Virtual subjects per draw with IIV (0: the typical subject).")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="Parameter grid NAME=V1,V2,... (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    solver: Annotated[Optional[str], typer.Option(help="rodas4 (default: stiff follow-up) or tsit5.")] = None,
-    rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance of the ODE solver (default 1e-4: metrics to ~4 digits).")] = None,
-    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance, in the states' declared units (default 1e-7).")] = None,
+    solver: Annotated[Optional[str], typer.Option(help=f"ODE solver (default {_SWEEP.solver}: stiff follow-up; or the --design file's).")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help=f"Relative tolerance of the ODE solver (default {_SWEEP.rtol:g}: metrics to ~3 digits; or the --design file's).")] = None,
+    atol: Annotated[Optional[float], typer.Option(help=f"Absolute tolerance, in the states' declared units (default {_SWEEP.atol:g}; or the --design file's).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Dask LocalCluster worker processes (default: one per CPU core, at most one per chunk); 0 runs in this process without Dask.")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler, e.g. tcp://host:8786.")] = None,
     chunk_draws: Annotated[Optional[int], typer.Option(help="Draws per chunk (default: up to 4,096 solves per chunk).")] = None,
@@ -568,7 +572,6 @@ def sweep(
             raise DataFormatError("no regimens: give --dose (with --interval), --regimen LABEL=TEXT or --design FILE")
         kw = {k: v for k, v in overrides.items() if v is not None}
         kw.setdefault("metrics", IVORY_DEFAULT_METRICS if model == "ivory" else ())
-        kw.setdefault("solver", "rodas4")
         if not kw["metrics"]:
             raise DataFormatError("give --metrics for a model other than ivory")
         spec = SweepDesign(model, tuple(regs), params=tuple(grid), **kw)

@@ -15,6 +15,7 @@ from .errors import DataFormatError
 from .model import Model
 from .simulation import individual_parameters, raise_failures, resolve_param_key, solve_records, warn_missing_covariates
 from .solve import SolverOptions
+from .solver_options import DEFAULT_SOLVER_OPTIONS
 from .units import conversion_factor
 
 if TYPE_CHECKING:  # annotations only: the dataset class lives in the io layer
@@ -63,7 +64,7 @@ def predict(
     without a DVID column, the first observation's output. It is given on every record
     (doses too: the value after the record is processed, as in NONMEM's tables).
     """
-    options = options or SolverOptions()
+    options = options or DEFAULT_SOLVER_OPTIONS["simulate"]
     subjects = data.subject_records(model)
     ids = [r.subject for r in subjects]  # labels for messages (12, not '12')
     raw_ids = data.subject_ids  # values as they stand in the ID column

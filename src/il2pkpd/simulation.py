@@ -23,6 +23,7 @@ from .dosing import Record, Records, Regimen, parse_regimen
 from .errors import DataFormatError, Il2pkpdWarning, ModelSpecError, RegimenError, ShapeError, SolverError
 from .model import Model
 from .solve import SolverOptions, SolveStatus, build_events, record_covariates, solve_subjects
+from .solver_options import DEFAULT_SOLVER_OPTIONS
 from .units import UnitError, conversion_factor
 
 __all__ = [
@@ -665,10 +666,10 @@ def simulate(
     iiv: bool | None = None,
     seed: int | None = None,
     time_unit: str | None = None,
-    solver: str = "tsit5",
-    rtol: float = 1e-8,
-    atol: float = 1e-12,
-    max_steps: int = 100_000,
+    solver: str = DEFAULT_SOLVER_OPTIONS["simulate"].solver,
+    rtol: float = DEFAULT_SOLVER_OPTIONS["simulate"].rtol,
+    atol: float = DEFAULT_SOLVER_OPTIONS["simulate"].atol,
+    max_steps: int = DEFAULT_SOLVER_OPTIONS["simulate"].max_steps,
     throw: bool = True,
     residual_error: bool = False,
     extrema: bool | Sequence[str] = False,

@@ -62,14 +62,31 @@ def test_datasets_lists_the_published_evidence():
     assert "ivory_tbr_diff_index" in res.stdout and "S12" in res.stdout
 
 
-def test_predict_and_simulate_solver_defaults_are_the_library_defaults():
-    """The CLI's solver defaults for predict/simulate are SolverOptions()'s (one place)."""
+def test_solver_defaults_of_every_command_are_the_python_defaults():
+    """Issue 13: each use's solver settings are defined once (il2pkpd.solver_options); the
+    CLI's option defaults, the Python functions' and the sweep design's are those."""
+    import dataclasses
     import inspect
 
     from il2pkpd import cli
-    from il2pkpd.solve import SolverOptions
+    from il2pkpd.design.sweep_design import SweepDesign
+    from il2pkpd.likelihood import JointLoglik
+    from il2pkpd.simulation import simulate
+    from il2pkpd.solver_options import DEFAULT_SOLVER_OPTIONS
 
-    default = SolverOptions()
-    for command in (cli.predict, cli.simulate):
-        params = inspect.signature(command).parameters
-        assert (params["solver"].default, params["rtol"].default, params["atol"].default) == (default.solver, default.rtol, default.atol), command.__name__
+    def settings(params, names=("solver", "rtol", "atol")):
+        return tuple(params[n].default for n in names)
+
+    def expected(use, names=("solver", "rtol", "atol")):
+        return tuple(getattr(DEFAULT_SOLVER_OPTIONS[use], n) for n in names)
+
+    sim_names = ("solver", "rtol", "atol", "max_steps")
+    assert settings(inspect.signature(simulate).parameters, sim_names) == expected("simulate", sim_names)
+    assert settings(inspect.signature(cli.simulate).parameters, sim_names) == expected("simulate", sim_names)
+    assert settings(inspect.signature(cli.predict).parameters) == expected("simulate")
+    assert settings(inspect.signature(cli.fit).parameters) == expected("fit")
+    # the sweep's CLI flags default to None: the design (file or SweepDesign) decides
+    assert settings(inspect.signature(cli.sweep).parameters) == (None, None, None)
+    fields = {f.name: f.default for f in dataclasses.fields(SweepDesign)}
+    assert (fields["solver"], fields["rtol"], fields["atol"]) == expected("sweep")
+    assert {f.name: f.default for f in dataclasses.fields(JointLoglik)}["options"] == DEFAULT_SOLVER_OPTIONS["simulate"]

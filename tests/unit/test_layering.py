@@ -71,7 +71,7 @@ def test_every_lazy_top_level_name_resolves():
 LAYERS = ("errors", "units", "dosing", "model", "solve", "simulate", "likelihood", "data", "diagnostics", "design",
           "inference", "io", "plot", "cli")
 LAYER_OF = {
-    "errors": "errors", "units": "units", "dosing": "dosing", "model": "model", "solve": "solve",
+    "errors": "errors", "units": "units", "dosing": "dosing", "model": "model", "solve": "solve", "solver_options": "solve",
     "simulation": "simulate", "prediction": "simulate", "likelihood": "likelihood", "datasets": "data",
     "diagnostics": "diagnostics", "design": "design", "inference": "inference", "io": "io", "plot": "plot",
     "cli": "cli", "__main__": "cli", "": "cli",
@@ -163,6 +163,8 @@ def test_no_module_imports_from_a_higher_layer():
       (:func:`test_datasets_is_a_leaf`).
     * ``prediction.py`` (predictions at a dataset's records) sits in the simulate layer,
       beside ``simulation.py``.
+    * ``solver_options.py`` (``SolverOptions`` and every entry point's defaults, no JAX, so
+      the CLI can read them when it builds its options) is part of the solve layer.
     * Imports under ``if TYPE_CHECKING:`` (annotations only) do not count; lazy imports inside
       functions do.
     """

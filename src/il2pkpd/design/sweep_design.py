@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataFormatError, OptionError
+from ..solver_options import DEFAULT_SOLVER_OPTIONS
 
 __all__ = ["SweepDesign", "Cell", "regimens_from_flags", "design_from_toml", "IVORY_DEFAULT_METRICS"]
 
@@ -101,7 +102,8 @@ class SweepDesign:
         Output steps (model time units) after and during treatment (+ 14 days); dense
         points follow every dose (see :func:`~il2pkpd.design.metrics.output_grid`).
     solver, rtol, atol
-        Solver settings. The default rtol 1e-4 (atol 1e-7, in the states' units) is looser
+        Solver settings (default ``DEFAULT_SOLVER_OPTIONS["sweep"]``: Rodas4, the stiff
+        follow-up after the last dose). The default rtol 1e-4 (atol 1e-7, in the states' units) is looser
         than :func:`~il2pkpd.simulate`'s because decision metrics need 3 digits, not 8: on
         the IVORY sweep (21 regimens x 100 prior draws, one year) every metric stays within
         3.4e-4 of its spread over the sweep from its rtol 1e-8 value (except a time of peak,
@@ -126,9 +128,9 @@ class SweepDesign:
     seed: int = 0
     grid_step: float = 7.0
     dense_step: float = 1.0
-    solver: str = "tsit5"
-    rtol: float = 1e-4
-    atol: float = 1e-7
+    solver: str = DEFAULT_SOLVER_OPTIONS["sweep"].solver
+    rtol: float = DEFAULT_SOLVER_OPTIONS["sweep"].rtol
+    atol: float = DEFAULT_SOLVER_OPTIONS["sweep"].atol
     _extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):

@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import Il2pkpdWarning, ModelSpecError, OptionError
 from ..likelihood import VirtualPopulation, loglik_count, loglik_dose_for_target, loglik_summary, se_from_ci
 from ..solve import SolverOptions
+from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from .priors import from_unconstrained, prior_draws, prior_logpdf, to_unconstrained
 
 __all__ = ["CalibrationTarget", "PublishedCalibration", "calibrate_published", "published_checks", "IVORY_REGIMEN"]
@@ -75,7 +76,8 @@ class PublishedCalibration:
     seed
         Seed of those normals.
     options
-        Solver settings (default Rodas4, rtol 1e-6: the two-year follow-up is stiff).
+        Solver settings (default ``DEFAULT_SOLVER_OPTIONS["calibration"]``: Rodas4, rtol 1e-6;
+        the two-year follow-up is stiff).
     """
 
     def __init__(self, model, *, n_virtual: int = 32, seed: int = 0, options: SolverOptions | None = None):
@@ -89,7 +91,7 @@ class PublishedCalibration:
         if model.time_unit not in ("day", "d"):
             raise ModelSpecError(f"the published calibration expects a model on a day clock, got time unit {model.time_unit!r}")
         self.model = model
-        self.options = options or SolverOptions(rtol=1e-6, atol=1e-9, solver="rodas4")
+        self.options = options or DEFAULT_SOLVER_OPTIONS["calibration"]
         pub = datasets.published()
         self.rows = {k: _row(pub, k) for k in (
             "ivory_tbr0_placebo", "ivory_tbr0_sd_placebo", "ivory_tbr0_il2", "ivory_tbr0_sd_il2", "ivory_tbr_diff_index",

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import DataFormatError, Il2pkpdWarning, OptionError
 from ..model import model_hash as model_hash
 from ..solve import SolverOptions
+from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from ..likelihood import SubjectData, subject_data
 from .pymc_model import MAP_GRADIENT_TOL, build_pymc_model, estimated_parameters
 
@@ -111,7 +112,7 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     seed
         Random seed.
     options
-        Solver settings for the likelihood (default rtol 1e-6, atol 1e-9).
+        Solver settings for the likelihood (default ``DEFAULT_SOLVER_OPTIONS["fit"]``: rtol 1e-6, atol 1e-9).
     progressbar
         Show the sampler's progress.
     predictive_draws
@@ -141,7 +142,7 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
             raise OptionError(f"`{name}` must be a positive integer, got {v!r}")
     if sampler in _JAX_SAMPLERS:
         _require_package(sampler)
-    options = options or SolverOptions(rtol=1e-6, atol=1e-9)
+    options = options or DEFAULT_SOLVER_OPTIONS["fit"]
     subjects = _subject_data(data, model, covariates)
     t0 = time.perf_counter()
     pmodel = build_pymc_model(model, subjects, options=options)

@@ -24,6 +24,7 @@ from ..dosing import Records
 from ..errors import DataFormatError, ModelSpecError
 from ..likelihood import JointLoglik, SubjectData
 from ..solve import SolverOptions
+from ..solver_options import DEFAULT_SOLVER_OPTIONS
 
 __all__ = ["build_pymc_model", "fit_map", "estimated_parameters", "MAP_GRADIENT_TOL"]
 
@@ -69,7 +70,7 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
     import pytensor
     import pytensor.tensor as pt
 
-    options = options or SolverOptions(rtol=1e-6, atol=1e-9)
+    options = options or DEFAULT_SOLVER_OPTIONS["fit"]
     loglik = JointLoglik(model, subjects, options)
     subjects = loglik.subjects
     n = len(subjects)

@@ -29,6 +29,7 @@ import numpy as np
 from ..dosing import Record, Records
 from ..errors import DataFormatError
 from ..solve import SolverOptions, build_events, make_batch_solver, record_covariates, stack_events, stack_record_covariates
+from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from ._data import SubjectData, subject_data
 from ._residual import check_error_parameters, loglik_censored, loglik_observation
 from ._tte import loglik_time_to_event
@@ -68,12 +69,13 @@ class JointLoglik:
         Observation records carry ``dv`` (and optionally ``cens``/``lloq``), event rows an
         ``event`` name and ``dv`` 1/0.
     options
-        Solver settings (tight tolerances for gradient checks).
+        Solver settings (default ``DEFAULT_SOLVER_OPTIONS["simulate"]``, tight: diagnostics
+        read predictions from here; :func:`~il2pkpd.fit` passes its own, the ``"fit"`` ones).
     """
 
     model: object
     data: SubjectData | Sequence[Records]
-    options: SolverOptions = SolverOptions()
+    options: SolverOptions = DEFAULT_SOLVER_OPTIONS["simulate"]
 
     def __post_init__(self):
         model = self.model

@@ -25,6 +25,7 @@ import numpy as np
 from ..dosing import Record, Records
 from ..errors import OptionError
 from ..solve import SolverOptions, build_events, make_batch_solver, stack_events
+from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from ._aggregate import fixed_normals
 
 __all__ = ["VirtualPopulation", "individual_theta"]
@@ -83,7 +84,7 @@ class VirtualPopulation:
         if int(n) != n or n < 1:
             raise OptionError(f"`n` must be a positive integer, got {n!r}")
         self.model, self.n, self.arm_names = model, int(n), list(arms)
-        self.options = options or SolverOptions(rtol=1e-6, atol=1e-9, solver="rodas4")
+        self.options = options or DEFAULT_SOLVER_OPTIONS["calibration"]
         cov = {c.name: c.value for c in model.covariates}
         for k, v in (covariates or {}).items():
             if k not in cov:

@@ -10,13 +10,12 @@ per subject (``throw=False`` semantics); :mod:`il2pkpd.simulate` raises when ask
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import diffrax
 import jax
 import jax.numpy as jnp
 
 from ..errors import OptionError
+from ..solver_options import SOLVER_NAMES, SolverOptions
 from ._events import GHOSTS, Kind
 from ._loop import make_subject_loop
 from ._rosenbrock import Rodas4
@@ -32,63 +31,7 @@ _SOLVERS = {
     "kvaerno5": diffrax.Kvaerno5,
     "rodas4": Rodas4,
 }
-
-
-@dataclass(frozen=True)
-class SolverOptions:
-    """Solver settings.
-
-    Attributes
-    ----------
-    solver
-        ``"tsit5"`` (default, explicit), ``"dopri5"``, ``"dopri8"``, ``"rodas4"``
-        (linearly implicit Rosenbrock, L-stable: for stiff models and long horizons, e.g.
-        years of event follow-up after the last dose) or ``"kvaerno5"`` (implicit ESDIRK).
-    rtol, atol
-        Relative and absolute tolerances (atol in the states' declared units).
-    max_steps
-        Maximum solver steps: over a subject's whole horizon for Rodas4 (one loop), between
-        two consecutive events for the other solvers.
-    ss_max_iter
-        Maximum dosing intervals iterated to reach a steady state (SS records).
-    adjoint_chunk
-        Entries (accepted steps plus events) between the checkpoints Rodas4's adjoint keeps
-        per subject when a solve is differentiated; ``None`` (default): the square root of
-        the most entries ``max_steps`` allows, which keeps memory at ~2 sqrt(N) states.
-    path
-        ``"auto"`` (Rodas4 runs as one loop per subject with its own adjoint; the other
-        solvers run one diffrax solve per event interval), ``"loop"`` or ``"segments"`` to
-        force one (for benchmarks and cross-checks; ``"loop"`` needs Rodas4).
-    """
-
-    solver: str = "tsit5"
-    rtol: float = 1e-8
-    atol: float = 1e-12
-    max_steps: int = 100_000
-    ss_max_iter: int = 2000
-    adjoint_chunk: int | None = None
-    path: str = "auto"
-
-    def __post_init__(self):
-        if self.solver not in _SOLVERS:
-            raise OptionError(f"`solver` must be one of {sorted(_SOLVERS)}, got {self.solver!r}")
-        if not 0 < self.rtol < 1:
-            raise OptionError(f"`rtol` must be in (0, 1), got {self.rtol!r}")
-        if not self.atol > 0:
-            raise OptionError(f"`atol` must be > 0, got {self.atol!r}")
-        if int(self.max_steps) != self.max_steps or self.max_steps < 1:
-            raise OptionError(f"`max_steps` must be a positive integer, got {self.max_steps!r}")
-        if self.adjoint_chunk is not None and (int(self.adjoint_chunk) != self.adjoint_chunk or self.adjoint_chunk < 1):
-            raise OptionError(f"`adjoint_chunk` must be a positive integer or None, got {self.adjoint_chunk!r}")
-        if self.path not in ("auto", "loop", "segments"):
-            raise OptionError(f"`path` must be 'auto', 'loop' or 'segments', got {self.path!r}")
-        if self.path == "loop" and self.solver != "rodas4":
-            raise OptionError(f"`path='loop'` needs solver='rodas4', got solver={self.solver!r}")
-
-    @property
-    def single_loop(self) -> bool:
-        """Whether subjects are integrated as one Rodas4 loop each (``_loop``)."""
-        return self.path == "loop" or (self.path == "auto" and self.solver == "rodas4")
+assert tuple(_SOLVERS) == SOLVER_NAMES  # the names SolverOptions accepts are the solvers here
 
 
 def _safe_div(num, den, use):

@@ -15,7 +15,8 @@ import numpy as np
 from ..dosing import Records
 from ..errors import ShapeError
 from ._events import SubjectEvents, stack_events
-from ._jax import SolverOptions, make_batch_solver
+from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
+from ._jax import make_batch_solver
 
 __all__ = ["BatchSolution", "solve_subjects", "record_covariates", "stack_record_covariates"]
 
@@ -140,7 +141,7 @@ def solve_subjects(model, subjects: list[SubjectEvents], theta: np.ndarray, cov:
         concurrently; the default (-1) picks :func:`default_batching` for the backend.
         Results do not depend on the split.
     """
-    options = options or SolverOptions()
+    options = options or DEFAULT_SOLVER_OPTIONS["simulate"]
     n = len(subjects)
     theta = np.asarray(theta, dtype=float)
     cov = np.asarray(cov, dtype=float).reshape(n, -1) if n else np.zeros((0, 0))
