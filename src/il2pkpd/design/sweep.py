@@ -71,12 +71,12 @@ class CellRunner:
     omegas
         IIV SDs by parameter name (default: the model file's).
     batching
-        ``"map"`` (one subject after another; the CPU default) or ``"vmap"`` (lockstep; the
-        accelerator default).
+        ``"auto"`` (default: by backend, :func:`~il2pkpd.solve.resolve_batching`), ``"map"``
+        (one subject after another) or ``"vmap"`` (lockstep).
     """
 
     def __init__(self, design: SweepDesign, model, population: Mapping[str, np.ndarray] | None = None,
-                 omegas: Mapping[str, float] | None = None, batching: str | None = None):
+                 omegas: Mapping[str, float] | None = None, batching: str = "auto"):
         self.design, self.model = design, model
         names = model.parameter_names
         unknown = set(population or {}) - set(names)
@@ -126,7 +126,6 @@ class CellRunner:
         self._cov = np.array([c.value for c in model.covariates], dtype=float)
         options = SolverOptions(rtol=design.rtol, atol=design.atol, solver=design.solver)
         evaluator = MetricEvaluator(self.metrics, model)
-        batching = batching or ("map" if jax.default_backend() == "cpu" else "vmap")
         solve = make_batch_solver(model.compiled, options, batching=batching, reduce=evaluator)
 
         def run(ev, ss, out_times, t_start, theta_pop, z):

@@ -135,10 +135,7 @@ class JointLoglik:
         self._obs_out = np.array([sym.output_names.index(spec.output) for spec in model.observations], dtype=np.int32)
         self._haz_out = np.array([sym.output_names.index(f"hazard_{e}") for e in event_names], dtype=np.int32)
         self._cum_state = np.array([sym.state_names.index(f"cumhaz_{e}") for e in event_names], dtype=np.int32)
-        # On CPU subjects run one after another (no lockstep between subjects' adaptive
-        # steps); on an accelerator they advance together.
-        batching = "map" if jax.default_backend() == "cpu" else "vmap"
-        self._solver = make_batch_solver(model.compiled, self.options, time_varying_cov=self._time_varying, batching=batching)
+        self._solver = make_batch_solver(model.compiled, self.options, time_varying_cov=self._time_varying)
         self._fn = jax.jit(self._loglik)
 
     @property

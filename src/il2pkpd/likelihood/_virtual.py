@@ -106,8 +106,7 @@ class VirtualPopulation:
         self._arrays = {k: rep(v) for k, v in arrays.items()}
         self._ss, self._out_times, self._t_start = rep(ss), rep(out_times), rep(t_start)
         self._z = fixed_normals(self.n, max(1, len(model.parameters)), seed=seed)
-        batching = "map" if jax.default_backend() == "cpu" else "vmap"
-        self._solver = make_batch_solver(model.compiled, self.options, batching=batching)
+        self._solver = make_batch_solver(model.compiled, self.options)
 
     def outputs(self, theta_pop, omegas=None):
         """Per arm, outputs (n, n_times, n_outputs) and the solver status (n,).

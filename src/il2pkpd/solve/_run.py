@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -16,7 +15,7 @@ from ..dosing import Records
 from ..errors import ShapeError
 from ._events import SubjectEvents, stack_events
 from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
-from ._jax import make_batch_solver
+from ._jax import make_batch_solver, resolve_batching
 
 __all__ = ["BatchSolution", "solve_subjects", "record_covariates", "stack_record_covariates"]
 
@@ -108,7 +107,7 @@ def default_batching() -> tuple[str, int | None, int]:
     compiled call (``lax.map``), ``CPU_CHUNK`` subjects per call and one call per core at a
     time. On an accelerator the whole batch goes in one vmapped call.
     """
-    if jax.default_backend() == "cpu":
+    if resolve_batching() == "map":
         return "map", CPU_CHUNK, max(1, os.cpu_count() or 1)
     return "vmap", None, 1
 
