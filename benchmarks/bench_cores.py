@@ -2,7 +2,7 @@
 
 The 60-subject SYNTHETIC IVORY trial of ``bench_gradient.py`` (two-year MI follow-up,
 Rodas4 loop with its own adjoint, rtol 1e-4): value and gradient timed (wall clock, best of
-5) in one process per device count, ``IL2PKPD_CPU_DEVICES=1`` (the default: subjects one after
+5) in one process per device count (compilation cache off, so compile times are a first run's), ``IL2PKPD_CPU_DEVICES=1`` (the default: subjects one after
 another on one core) and ``=N`` (subjects split over N host devices), side by side.
 
     .venv/bin/python benchmarks/bench_cores.py [--devices 1 2] [--rtol 1e-4]
@@ -66,7 +66,8 @@ def main() -> None:
 
     rows = []
     for d in args.devices:
-        env = {**os.environ, "IL2PKPD_CPU_DEVICES": str(d)}
+        # no persistent compilation cache: the compile times are those of a first run
+        env = {**os.environ, "IL2PKPD_CPU_DEVICES": str(d), "IL2PKPD_NO_COMPILE_CACHE": "1"}
         res = subprocess.run([sys.executable, __file__, "--child", "--rtol", str(args.rtol)], env=env, capture_output=True, text=True, check=True)
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
     base = rows[0]

@@ -69,27 +69,32 @@ def case_one_subject(model, repeat: int) -> dict:
     }
 
 
-def case_population(model, n: int, sample: int, seed: int = 1) -> dict:
-    kw = dict(n_subjects=n, seed=seed, rtol=RTOL, atol=ATOL, throw=False)
-    t0 = time.perf_counter()
-    il2pkpd.simulate(model, REGIMEN, VISITS, **kw)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ds = il2pkpd.simulate(model, REGIMEN, VISITS, **kw)
-    jax_run = time.perf_counter() - t0
+def case_population(model, n: int, sample: int, solvers: list[str], seed: int = 1) -> dict:
+    """N subject-years with each il2pkpd solver in turn (same process, same draws), and SciPy
+    LSODA on ``sample`` of the subjects, extrapolated."""
+    runs = {}
+    for solver in solvers:
+        kw = dict(n_subjects=n, seed=seed, rtol=RTOL, atol=ATOL, throw=False, solver=solver)
+        t0 = time.perf_counter()
+        il2pkpd.simulate(model, REGIMEN, VISITS, **kw)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ds = il2pkpd.simulate(model, REGIMEN, VISITS, **kw)
+        jax_run = time.perf_counter() - t0
+        runs[solver] = {"jax_first_call_s": first, "jax_run_s": jax_run, "jax_per_subject_ms": 1e3 * jax_run / n,
+                        "failed_subjects": int(np.sum(ds["status"].values != 0)), "tbr": ds["tbr"].values}
     theta, cov, _ = individual_parameters(model, n, seed=seed)
     recs = Records(il2pkpd.parse_regimen(REGIMEN).to_records(model))
     t0 = time.perf_counter()
     for i in range(sample):
         solve_scipy(model, recs, theta[0, i], cov[i], VISITS, method="LSODA", rtol=RTOL, atol=ATOL)
     sp_each = (time.perf_counter() - t0) / sample
-    return {
-        # compile time is case A's (the same one-subject chunk is compiled); first - run is noise here
-        "subjects": n, "jax_first_call_s": first, "jax_run_s": jax_run,
-        "jax_per_subject_ms": 1e3 * jax_run / n, "failed_subjects": int(np.sum(ds["status"].values != 0)),
-        "scipy_sample": sample, "scipy_per_subject_ms": 1e3 * sp_each,
-        "scipy_extrapolated_s": sp_each * n, "speedup": sp_each * n / jax_run,
-    }
+    first_tbr = runs[solvers[0]]["tbr"]
+    for r in runs.values():
+        r["speedup"] = sp_each * n / r["jax_run_s"]
+        # agreement of the solvers at the same tolerances (TBR at every visit, every subject)
+        r["max_abs_diff_tbr_vs_" + solvers[0]] = float(np.nanmax(np.abs(r.pop("tbr") - first_tbr)))
+    return {"subjects": n, "solvers": runs, "scipy_sample": sample, "scipy_per_subject_ms": 1e3 * sp_each, "scipy_extrapolated_s": sp_each * n}
 
 
 def case_cli_warm_cache() -> dict:
@@ -112,6 +117,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="1,000 subjects, fewer repeats")
     ap.add_argument("--skip-cli", action="store_true")
+    ap.add_argument("--solvers", nargs="+", default=["tsit5", "rodas4"], help="il2pkpd solvers for case B, side by side")
     args = ap.parse_args()
     if args.quick:
         args.subjects, args.repeat, args.scipy_sample = 1000, 3, 5
@@ -126,7 +132,7 @@ def main() -> None:
     print("A. one subject-year ...", flush=True)
     result["one_subject_year"] = case_one_subject(model, args.repeat)
     print(f"B. {args.subjects} subject-years ...", flush=True)
-    result["population"] = case_population(model, args.subjects, args.scipy_sample)
+    result["population"] = case_population(model, args.subjects, args.scipy_sample, args.solvers)
     if not args.skip_cli:
         print("C. CLI, cold then warm compilation cache ...", flush=True)
         result["cli"] = case_cli_warm_cache()
@@ -136,7 +142,9 @@ def main() -> None:
     a, b = result["one_subject_year"], result["population"]
     print(f"\n| case | il2pkpd (JAX, {result['jax_backend']}) | SciPy LSODA | ratio |\n|---|---|---|---|")
     print(f"| 1 subject-year | {1e3 * a['jax_run_s']:.1f} ms (+{a['jax_compile_s']:.1f} s compile) | {1e3 * a['scipy_lsoda_s']:.1f} ms | {a['speedup']:.1f}x |")
-    print(f"| {b['subjects']} subject-years | {b['jax_run_s']:.2f} s (first call {b['jax_first_call_s']:.1f} s) | {b['scipy_extrapolated_s']:.1f} s (extrapolated from {b['scipy_sample']}) | {b['speedup']:.1f}x |")
+    for solver, r in b["solvers"].items():
+        print(f"| {b['subjects']} subject-years, {solver} | {r['jax_run_s']:.2f} s (first call {r['jax_first_call_s']:.1f} s) | "
+              f"{b['scipy_extrapolated_s']:.1f} s (extrapolated from {b['scipy_sample']}) | {r['speedup']:.1f}x |")
     if "cli" in result:
         c = result["cli"]
         print(f"| `il2pkpd simulate`, 2nd process | {c['warm_cache_s']:.2f} s (cold cache {c['cold_cache_s']:.2f} s) | | |")
