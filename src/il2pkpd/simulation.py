@@ -44,18 +44,19 @@ def check_model(model: Any) -> Model:
     raise ModelSpecError(f"`model` must be a Model, got {model!r} ({type(model).__name__}).{hint}")
 
 
-def apply_iiv(kind: str, pop, eta):
-    """Individual value from a population value and a random effect (NumPy, broadcasting):
+def apply_iiv(kind: str, pop, eta, xp=np):
+    """Individual value from a population value and a random effect (broadcasting):
     lognormal ``pop exp(eta)``, normal ``pop + eta``, logit ``sigmoid(logit pop + eta)``;
-    any other kind (no IIV) gives ``pop``."""
+    any other kind (no IIV) gives ``pop``. ``xp`` is the array module: NumPy (simulation)
+    or ``jax.numpy`` (the marginal likelihood differentiates it), so there is one transform."""
     if kind == "lognormal":
-        return pop * np.exp(eta)
+        return pop * xp.exp(eta)
     if kind == "normal":
         return pop + eta
     if kind == "logit":
-        q = np.clip(pop, 1e-12, 1 - 1e-12)
-        return 1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + eta)))
-    return np.broadcast_to(pop, np.broadcast_shapes(np.shape(pop), np.shape(eta)))
+        q = xp.clip(pop, 1e-12, 1 - 1e-12)
+        return 1.0 / (1.0 + xp.exp(-(xp.log(q / (1 - q)) + eta)))
+    return xp.broadcast_to(pop, xp.broadcast_shapes(xp.shape(pop), xp.shape(eta)))
 
 
 def resolve_param_key(model: Model, key: str) -> tuple[str, str]:

@@ -39,7 +39,7 @@ def test_nuts_posterior_covers_the_truth(nuts_fit):
 
 
 @pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
-def test_jax_samplers_through_pymc_cover_the_truth(model, subjects, sampler):
+def test_jax_samplers_through_pymc_cover_the_truth(model, subjects, sampler, fit_options):
     pytest.importorskip(sampler)
     from il2pkpd.inference import fit
 
@@ -47,7 +47,7 @@ def test_jax_samplers_through_pymc_cover_the_truth(model, subjects, sampler):
     # slowly than nutpie (~290 vs ~80 leapfrog steps per draw after 50 warm-up steps here)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", il2pkpd.Il2pkpdWarning)  # short chain: ESS < 400 is expected
-        result = fit(model, subjects[:8], draws=100, tune=100, chains=1, seed=1, sampler=sampler, predictive_draws=0)
+        result = fit(model, subjects[:8], draws=100, tune=100, chains=1, seed=1, sampler=sampler, predictive_draws=0, options=fit_options)
     s = result.summary
     for name, value in {**TRUTH, "sigma_cp": 0.1}.items():
         assert abs(s.loc[name, "mean"] - value) <= 3 * s.loc[name, "sd"], f"{name}: truth {value}, posterior {s.loc[name, 'mean']} +- {s.loc[name, 'sd']}"

@@ -71,11 +71,15 @@ class JointLoglik:
     options
         Solver settings (default ``DEFAULT_SOLVER_OPTIONS["simulate"]``, tight: diagnostics
         read predictions from here; :func:`~il2pkpd.fit` passes its own, the ``"fit"`` ones).
+    differentiation
+        ``"reverse"`` (gradients for NUTS and MAP) or ``"forward"`` (nested forward-mode
+        derivatives for FOCE/Laplace; needs Rodas4): see :func:`~il2pkpd.solve.make_batch_solver`.
     """
 
     model: object
     data: SubjectData | Sequence[Records]
     options: SolverOptions = DEFAULT_SOLVER_OPTIONS["simulate"]
+    differentiation: str = "reverse"
 
     def __post_init__(self):
         model = self.model
@@ -135,7 +139,8 @@ class JointLoglik:
         self._obs_out = np.array([sym.output_names.index(spec.output) for spec in model.observations], dtype=np.int32)
         self._haz_out = np.array([sym.output_names.index(f"hazard_{e}") for e in event_names], dtype=np.int32)
         self._cum_state = np.array([sym.state_names.index(f"cumhaz_{e}") for e in event_names], dtype=np.int32)
-        self._solver = make_batch_solver(model.compiled, self.options, time_varying_cov=self._time_varying)
+        self._solver = make_batch_solver(model.compiled, self.options, time_varying_cov=self._time_varying,
+                                         differentiation=self.differentiation)
         self._fn = jax.jit(self._loglik)
 
     @property
@@ -146,14 +151,35 @@ class JointLoglik:
     def n_events(self) -> int:
         return int(np.sum(self._kind == 2))
 
-    def _loglik(self, theta, cov, error_params):
-        model = self.model
+    def _solve(self, theta, cov):
+        """Outputs (B, O, n_outputs) and states (B, O, n_states) at the output slots, and the
+        solver status (B,)."""
         ev = {k: jnp.asarray(v) for k, v in self._arrays.items()}
         outs, states, status, _ = self._solver(ev, jnp.asarray(self._ss), jnp.asarray(self._out_times), jnp.asarray(self._t_start), theta, cov)
+        return outs, states, status
+
+    def _pred_rows(self, outs):
+        """The prediction (B, O) of each observation row's output (0 where not an observation)."""
+        if not self.model.observations:  # an event-only model: no observation rows
+            return jnp.zeros(self._kind.shape)
+        out_index = jnp.asarray(self._obs_out)[jnp.asarray(self._obs_k)]
+        pred = jnp.take_along_axis(outs, out_index[:, :, None], axis=2)[:, :, 0]
+        return jnp.where(jnp.asarray(self._kind == 1), pred, 0.0)
+
+    def _row_loglik(self, outs, states, error_params, sd_pred=None, rows: str = "all"):
+        """Log-likelihood (B, O) of every data row (0 elsewhere).
+
+        ``sd_pred`` (B, O): predictions to evaluate residual SDs at (FOCE without
+        interaction). ``rows``: ``"all"``, ``"gaussian"`` (uncensored observations only) or
+        ``"other"`` (M3-censored observations and event rows only).
+        """
+        model = self.model
         kind, y, cens, limit = self._kind, jnp.asarray(self._y), jnp.asarray(self._cens), jnp.asarray(self._limit)
         ll = jnp.zeros(kind.shape)
         for k, spec in enumerate(model.observations):
             mask = (kind == 1) & (self._obs_k == k)
+            if rows != "all":
+                mask = mask & ((self._cens == 0) if rows == "gaussian" else (self._cens != 0))
             if not mask.any():
                 continue
             pred = outs[:, :, self._obs_out[k]]
@@ -161,10 +187,11 @@ class JointLoglik:
             kw = {name: p[name] for name in p}
             # keep the unused branch finite where it is masked (gradients of where)
             pred_safe = jnp.where(mask, pred, 1.0)
-            val = jnp.where(cens == 0, loglik_observation(jnp.where(mask, y, 1.0), pred_safe, spec.error.model, **kw),
-                            loglik_censored(limit, pred_safe, spec.error.model, cens, **kw))
+            at = None if sd_pred is None else jnp.where(mask, sd_pred, 1.0)
+            val = jnp.where(cens == 0, loglik_observation(jnp.where(mask, y, 1.0), pred_safe, spec.error.model, sd_pred=at, **kw),
+                            loglik_censored(limit, pred_safe, spec.error.model, cens, sd_pred=at, **kw))
             ll = ll + jnp.where(mask, val, 0.0)
-        for k in range(len(self._haz_out)):
+        for k in range(len(self._haz_out) if rows != "gaussian" else 0):
             mask = (kind == 2) & (self._event_k == k)
             if not mask.any():
                 continue
@@ -172,20 +199,19 @@ class JointLoglik:
             big_h = jnp.where(mask, states[:, :, self._cum_state[k]], 0.0)
             at_origin = states[jnp.arange(kind.shape[0]), jnp.asarray(self._origin), self._cum_state[k]][:, None]
             ll = ll + jnp.where(mask, loglik_time_to_event(y, h, big_h, jnp.where(mask, at_origin, 0.0)), 0.0)
-        per_subject = jnp.sum(ll, axis=1)
+        return ll
+
+    def _loglik(self, theta, cov, error_params):
+        outs, states, status = self._solve(theta, cov)
+        per_subject = jnp.sum(self._row_loglik(outs, states, error_params), axis=1)
         per_subject = jnp.where(status == 0, per_subject, -jnp.inf)
         return jnp.sum(per_subject), per_subject, status
 
     def _predict(self, theta, cov):
         """Predictions (B, O) of each observation row's output (0 where the row is not an
         observation) and the solver status (B,)."""
-        ev = {k: jnp.asarray(v) for k, v in self._arrays.items()}
-        outs, _, status, _ = self._solver(ev, jnp.asarray(self._ss), jnp.asarray(self._out_times), jnp.asarray(self._t_start), theta, cov)
-        if not self.model.observations:  # an event-only model: no observation rows
-            return jnp.zeros(self._kind.shape), status
-        out_index = jnp.asarray(self._obs_out)[jnp.asarray(self._obs_k)]
-        pred = jnp.take_along_axis(outs, out_index[:, :, None], axis=2)[:, :, 0]
-        return jnp.where(jnp.asarray(self._kind == 1), pred, 0.0), status
+        outs, _, status = self._solve(theta, cov)
+        return self._pred_rows(outs), status
 
     def covariates(self) -> np.ndarray:
         """(B, C) the subjects' covariates (from the data; time-varying ones at the first record)."""

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from ..errors import OptionError
 from ..solver_options import SOLVER_NAMES, SolverOptions
+from ._config import subject_devices
 from ._events import GHOSTS, Kind
 from ._loop import make_subject_loop
 from ._rosenbrock import Rodas4
@@ -50,7 +51,7 @@ def _safe_div(num, den, use):
 
 
 def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = False, time_varying_cov: bool = False,
-                      batching: str = "auto", reduce=None):
+                      batching: str = "auto", reduce=None, differentiation: str = "reverse"):
     """Return ``solve(events, ss_pos, out_times, t_start, theta, cov)`` vmapped over subjects.
 
     The returned function is jitted. Shapes: events fields (B, E), ss_pos (B, S),
@@ -74,9 +75,17 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
     since the previous output time, i.e. the trajectory is not smooth over (t[k-1], t[k]]),
     is applied inside the batch; the function then returns ``(reduce(outputs) (B, ...), status (B,), fail_time (B,))``
     so that trajectories never leave the compiled program (sweep metrics).
+
+    ``differentiation="forward"`` builds a solver JAX differentiates in forward mode (nested
+    ``jvp``: sensitivities and second derivatives for FOCE/Laplace estimation) instead of
+    reverse mode; it needs the Rodas4 loop (:attr:`SolverOptions.single_loop`).
     """
     if batching not in ("auto", "vmap", "map"):
         raise OptionError(f"`batching` must be 'auto', 'vmap' or 'map', got {batching!r}")
+    if differentiation not in ("reverse", "forward"):
+        raise OptionError(f"`differentiation` must be 'reverse' or 'forward', got {differentiation!r}")
+    if differentiation == "forward" and not options.single_loop:
+        raise OptionError(f"forward-mode derivatives need the Rodas4 loop (solver='rodas4'), got solver={options.solver!r}, path={options.path!r}")
     batching = resolve_batching(batching)
     n_states = compiled.n_states
     solver = _SOLVERS[options.solver]()
@@ -97,7 +106,8 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
 
         def subject_loop(diff, ints):  # built at trace time: the checkpoint count needs the event count
             solve = make_subject_loop(compiled.rhs, n_states, options.rtol, options.atol, options.max_steps, loop_cov_at,
-                                      n_events=diff["t"].shape[0], chunk=options.adjoint_chunk)
+                                      n_events=diff["t"].shape[0], chunk=options.adjoint_chunk,
+                                      differentiation=differentiation)
             return solve(diff, ints)
 
     def integrate(y0, t0, t1, rates, theta, cov):
@@ -288,8 +298,11 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
     if batching == "map":
         def batched(*arrays):
             return jax.lax.map(lambda a: member(*a), arrays)
-        devices = jax.devices()
-        if len(devices) > 1 and jax.default_backend() == "cpu":
+        # only the Rodas4 loop is split: diffrax's checkpointed adjoint fails to transpose
+        # inside shard_map (equinox's closure conversion sees a traced RESULTS; found when a
+        # process inherited PyMC's 100 forced devices), so the other solvers stay on one device
+        devices = subject_devices() if options.single_loop else []
+        if devices:
             batched = _sharded(batched, devices)
     else:
         batched = jax.vmap(member, in_axes=(0, 0, 0, 0, 0, 0))

@@ -88,7 +88,7 @@ def _sets_clock(kind):
 
 
 def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, max_steps: int,
-                      cov_at: Callable, n_events: int, chunk: int | None = None) -> Callable:
+                      cov_at: Callable, n_events: int, chunk: int | None = None, differentiation: str = "reverse") -> Callable:
     """Build ``solve(diff, ints) -> (y_out, brk_out, status, fail_t)`` for one subject.
 
     Parameters
@@ -106,6 +106,14 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
         Length of the (padded) event list: with ``max_steps`` it bounds the entries.
     chunk
         Entries between the adjoint's checkpoints (default ``sqrt`` of the most entries).
+    differentiation
+        ``"reverse"``: the solve carries its own discrete adjoint (``jax.custom_vjp``), and
+        JAX's forward mode is refused. ``"forward"``: the plain loop, which JAX differentiates
+        in forward mode (``jvp``, nested to any order) and not in reverse: the conditional
+        modes and sensitivities of FOCE/Laplace estimation need derivatives with respect to
+        the random effects and, for their gradient, second derivatives. Either way the step
+        sizes are held fixed (only a step clipped to an event time follows that time), so
+        both give the derivative of the same discrete solution.
 
     ``diff`` holds the differentiable inputs: ``y_init`` (n,), ``theta`` (P,), ``cov``,
     ``t`` (E,) event times (sorted), ``amount`` (E,), ``drate`` (E,), ``ss_y``/``ss_rate``
@@ -206,7 +214,7 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             gus = (s["h_acc"] / h) * (err**2 / s["err_acc"]) ** (1.0 / _ORDER) / _SAFETY
             gus = jnp.where(s["h_acc"] > 0, jnp.clip(gus, 1.0 / _FAC_MAX, 1.0 / _FAC_MIN), 0.0)
             fac = jnp.where(accept, jnp.maximum(fac, gus), jnp.where(finite, fac, 1.0 / _FAC_MIN))
-            h_next = h / fac
+            h_next = jax.lax.stop_gradient(h / fac)  # step sizes are not differentiated (see above)
             h_next = jnp.where(accept & clipped, jnp.maximum(h_next, s["h"]), h_next)
             n_steps = s["n_steps"] + 1
             too_small = ~accept & (h_next <= 1e-14 * jnp.maximum(1.0, jnp.abs(t)))
@@ -342,6 +350,9 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
         # a re-run that left the forward pass's path would give the gradient of another
         # computation: say so with NaN rather than return it
         return jax.tree.map(lambda g: jnp.where(c["same"], g, jnp.nan), grads)
+
+    if differentiation == "forward":
+        return lambda diff, ints: forward(diff, ints, checkpoints=False)[0]
 
     @jax.custom_vjp
     def solve(diff, ints):
