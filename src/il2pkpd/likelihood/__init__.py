@@ -19,3 +19,4 @@ from ._tte import loglik_time_to_event as loglik_time_to_event
 from ._population import JointLoglik as JointLoglik, default_error_params as default_error_params
 from ._virtual import VirtualPopulation as VirtualPopulation, individual_theta as individual_theta
 from ._data import SubjectData as SubjectData, subject_data as subject_data
+from ._marginal import METHODS as METHODS, MarginalLikelihood as MarginalLikelihood, Modes as Modes

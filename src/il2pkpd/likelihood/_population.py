@@ -121,7 +121,7 @@ class JointLoglik:
                         raise DataFormatError(f"{where}: an event row needs DV 1 (event) or 0 (censored), got {r.dv!r}")
                     if not r.time > 0.0:
                         raise DataFormatError(f"{where}: an event or censoring time must be after the hazard's origin TIME 0, got {r.time!r}")
-                    self._kind[i, j], self._event_k[i, j], self._y[i, j] = 2, event_names.index(r.event), r.dv
+                    self._kind[i, j], self._event_k[i, j], self._y[i, j], self._row[i, j] = 2, event_names.index(r.event), r.dv, r.row
                     continue
                 if r.dvid == 0 and len(obs_specs) == 1:
                     k, spec = next(iter(obs_specs.values()))

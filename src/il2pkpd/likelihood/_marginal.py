@@ -1,0 +1,321 @@
+"""The population (marginal) likelihood with the random effects integrated out: FOCE, FOCE-I
+and Laplace, with NONMEM's objective function value (pure JAX and NumPy).
+
+For subject ``i`` with random effects ``eta`` (K,) ~ N(0, Omega) and data ``y_i`` let
+
+    d_i(eta) = -2 log p(y_i | eta) - n_i log(2 pi)     (n_i: uncensored observations)
+    l_i(eta) = d_i(eta) + eta' Omega^-1 eta
+
+The conditional mode ``eta*_i`` (the empirical Bayes estimate) minimises ``l_i``, and
+
+    OBJ_i = l_i(eta*) + log|Omega| + log|H_i|,     OFV = sum_i OBJ_i
+
+(``-2 log`` of the Laplace approximation of the marginal likelihood without its constant
+``n log 2 pi``, NONMEM's OFV) with ``H_i`` the Hessian of ``l_i / 2`` at the mode, which each
+method (:data:`METHODS`) approximates its own way:
+
+* ``"laplace"``: exact, ``(1/2) d^2 d_i / d eta^2 + Omega^-1`` (second derivatives of the ODE
+  solution by nested forward mode); every row type: observations (any error model), M3
+  censoring, time-to-event rows.
+* ``"focei"`` (FOCE with interaction): ``Omega^-1 + sum_j I_j g_j g_j'`` with ``g_j`` the
+  derivative of row ``j``'s prediction with respect to ``eta`` and ``I_j`` the row's Fisher
+  information (:func:`~._residual.observation_information`), which carries NONMEM's
+  ``2 prop^4 f^2 / V^2`` term for a combined error (Wang 2007;
+  shared/conformance/warfarin/model.md).
+* ``"foce"`` (no interaction): residual SDs are evaluated at the population prediction
+  (``eta = 0``) both in ``d_i`` and in ``I_j = 1 / V_j``.
+
+FOCE and FOCE-I need Gaussian rows: M3-censored and time-to-event rows are refused there,
+as NONMEM requires LAPLACIAN for them.
+
+The modes are found by damped Newton iterations on all subjects at once (Gauss-Newton with
+the method's Hessian for FOCE/FOCE-I, exact Newton for Laplace, with a backtracking line
+search and Levenberg damping where the Hessian is not positive definite). Derivatives with
+respect to ``eta`` come from forward-mode differentiation of the Rodas4 loop
+(``differentiation="forward"``): the step sizes are held fixed, so they are exact derivatives
+of the discrete solution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import OptionError
+from ..simulation import apply_iiv
+from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
+from ._population import JointLoglik
+from ._residual import observation_information
+
+__all__ = ["METHODS", "MarginalLikelihood", "Modes"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class Method:
+    """How a Laplace-type method approximates the conditional problem.
+
+    Attributes
+    ----------
+    interaction
+        Residual SDs follow the individual prediction (``True``) or stay at the population
+        prediction (``False``, FOCE).
+    exact_hessian
+        ``H_i`` from second derivatives (Laplace) or from the Fisher information (FOCE, FOCE-I).
+    description
+        One line for tables and messages.
+    """
+
+    interaction: bool
+    exact_hessian: bool
+    description: str
+
+
+#: The Laplace-type methods, by name (one table; estimators and the CLI read it).
+METHODS = {
+    "foce": Method(False, False, "FOCE: first-order conditional estimation, residual SD at the population prediction"),
+    "focei": Method(True, False, "FOCE-I: first-order conditional estimation with interaction (NONMEM METHOD=1 INTER)"),
+    "laplace": Method(True, True, "Laplace: second-order expansion of each subject's conditional likelihood (NONMEM LAPLACIAN INTER)"),
+}
+
+
+@dataclass
+class Modes:
+    """Conditional modes of the random effects and the objective at them.
+
+    Attributes
+    ----------
+    eta
+        (B, K) the modes (empirical Bayes estimates), in the order of ``iiv_names``.
+    obj
+        (B,) each subject's OBJ_i (``inf`` where the solve failed).
+    l
+        (B,) ``l_i(eta*)``.
+    log_det
+        (B,) ``log|H_i|``.
+    hessian
+        (B, K, K) ``H_i`` (the Hessian of ``l_i / 2``): its inverse approximates the
+        conditional covariance of ``eta_i``.
+    grad_norm
+        (B,) max |d l_i / d eta| at the returned modes.
+    iterations
+        Newton iterations taken.
+    converged
+        (B,) whether each subject's mode met the tolerance.
+    status
+        (B,) solver status at the modes (0 = success).
+    """
+
+    eta: np.ndarray
+    obj: np.ndarray
+    l: np.ndarray
+    log_det: np.ndarray
+    hessian: np.ndarray
+    grad_norm: np.ndarray
+    iterations: int
+    converged: np.ndarray
+    status: np.ndarray
+
+    @property
+    def ofv(self) -> float:
+        """The objective function value (NONMEM's OFV): the sum of the subjects' OBJ_i."""
+        return float(np.sum(self.obj))
+
+
+class MarginalLikelihood:
+    """The marginal likelihood of ``data`` under ``model`` by a Laplace-type method.
+
+    Parameters
+    ----------
+    model
+        The model: parameters with an ``iiv`` have a random effect (in declaration order).
+    data
+        :class:`~il2pkpd.likelihood.SubjectData` or one :class:`~il2pkpd.dosing.Records` per
+        subject (see :class:`~il2pkpd.likelihood.JointLoglik`).
+    method
+        A key of :data:`METHODS`.
+    options
+        Solver settings; Rodas4 is required (forward-mode derivatives run through its loop).
+        Default ``DEFAULT_SOLVER_OPTIONS["estimate"]``.
+    """
+
+    def __init__(self, model, data, method: str = "focei", options: SolverOptions | None = None):
+        if method not in METHODS:
+            raise OptionError(f"`method` must be one of {sorted(METHODS)}, got {method!r}")
+        options = DEFAULT_SOLVER_OPTIONS["estimate"] if options is None else options
+        if not options.single_loop:
+            raise OptionError(f"`options.solver` must be 'rodas4' for {method} (forward-mode derivatives of the loop), got {options.solver!r}")
+        self.model, self.method_name, self.method, self.options = model, method, METHODS[method], options
+        self.joint = JointLoglik(model, data, options, differentiation="forward")
+        joint = self.joint
+        self.iiv = [(j, p.iiv.kind) for j, p in enumerate(model.parameters) if p.iiv is not None]
+        self.iiv_names = [model.parameters[j].name for j, _ in self.iiv]
+        other = (joint._kind == 2) | ((joint._kind == 1) & (joint._cens != 0))
+        if not self.method.exact_hessian and other.any():
+            i, j = np.argwhere(other)[0]
+            what = "an event row" if joint._kind[i, j] == 2 else "an M3-censored observation"
+            raise OptionError(f"method {method!r} needs uncensored observations, but subject {joint.subjects[i].subject!r} "
+                              f"row {joint._row[i, j] + 1} is {what}: use method='laplace' (as NONMEM requires LAPLACIAN)")
+        self._gaussian = jnp.asarray((joint._kind == 1) & (joint._cens == 0))
+        self.n_gaussian = np.sum((joint._kind == 1) & (joint._cens == 0), axis=1)
+        self._cov = jnp.asarray(joint.covariates())
+        self._value = jax.jit(self._value_fn)
+        self._terms = jax.jit(self._terms_fn, static_argnames="exact")
+
+    # -- the conditional problem, all subjects at once --------------------------------------
+
+    @property
+    def n_subjects(self) -> int:
+        return len(self.joint.subjects)
+
+    def individual(self, theta, eta):
+        """Individual parameters (B, P) from typical values ``theta`` (P,) and ``eta`` (B, K)."""
+        cols = [jnp.broadcast_to(theta[j], eta.shape[:1]) for j in range(theta.shape[0])]
+        for k, (j, kind) in enumerate(self.iiv):
+            cols[j] = apply_iiv(kind, theta[j], eta[:, k], xp=jnp)
+        return jnp.stack(cols, axis=1)
+
+    def _data(self, theta, eta, error, sd_pred):
+        """``d_i(eta)`` (B,), the observation rows' predictions (B, O) and the solver status."""
+        outs, states, status = self.joint._solve(self.individual(theta, eta), self._cov)
+        rows = self.joint._row_loglik(outs, states, error, sd_pred=sd_pred)
+        d = -2.0 * jnp.sum(rows, axis=1) - self.n_gaussian * _LOG_2PI
+        return d, self.joint._pred_rows(outs), status
+
+    def _sd_pred(self, theta, error, eta):
+        """Where residual SDs are evaluated: ``None`` (at the prediction) with interaction,
+        the population predictions (eta = 0) without."""
+        if self.method.interaction:
+            return None
+        return jax.lax.stop_gradient(self._data(theta, jnp.zeros_like(eta), error, None)[1])
+
+    def _value_fn(self, theta, omega_inv, error, eta):
+        d, _, status = self._data(theta, eta, error, self._sd_pred(theta, error, eta))
+        l = d + jnp.einsum("bk,kl,bl->b", eta, omega_inv, eta)
+        return jnp.where(status == 0, l, jnp.inf), status
+
+    def _information(self, pred, error, sd_pred):
+        """(B, O) each Gaussian row's Fisher information about its prediction."""
+        info = jnp.zeros(pred.shape)
+        joint = self.joint
+        for k, spec in enumerate(self.model.observations):
+            mask = self._gaussian & jnp.asarray(joint._obs_k == k)
+            at = None if sd_pred is None else jnp.where(mask, sd_pred, 1.0)
+            val = observation_information(jnp.where(mask, pred, 1.0), spec.error.model, sd_pred=at, **error[spec.name])
+            info = info + jnp.where(mask, val, 0.0)
+        return info
+
+    def _terms_fn(self, theta, omega_inv, error, eta, exact: bool = False):
+        """``l`` (B,), its gradient (B, K) and the method's Hessian of ``l`` (B, K, K) at
+        ``eta`` (the exact Hessian with ``exact``). Each subject depends on its own ``eta`` only, so one
+        tangent per random effect (the same for every subject) gives every subject's own
+        derivative."""
+        n_k = eta.shape[1]
+        sd_pred = self._sd_pred(theta, error, eta)
+        basis = jnp.broadcast_to(jnp.eye(n_k)[:, None, :], (n_k, *eta.shape))
+
+        def data(e):
+            d, pred, _ = self._data(theta, e, error, sd_pred)
+            return d, pred
+
+        def first(e):
+            (d, pred), (dd, dpred) = jax.vmap(lambda v: jax.jvp(data, (e,), (v,)), out_axes=(None, 0))(basis)
+            return d, pred, jnp.moveaxis(dd, 0, -1), jnp.moveaxis(dpred, 0, -1)  # (B,), (B,O), (B,K), (B,O,K)
+
+        d, pred, grad, g = first(eta)
+        if exact or self.method.exact_hessian:
+            hess = jax.vmap(lambda v: jax.jvp(lambda e: first(e)[2], (eta,), (v,))[1], out_axes=-1)(basis)  # (B, K, K)
+            hess = 0.5 * (hess + jnp.swapaxes(hess, 1, 2))
+        else:
+            info = self._information(pred, error, sd_pred)
+            hess = 2.0 * jnp.einsum("bo,bok,bol->bkl", info, g, g)
+        l = d + jnp.einsum("bk,kl,bl->b", eta, omega_inv, eta)
+        grad = grad + 2.0 * eta @ omega_inv
+        hess = hess + 2.0 * omega_inv[None]
+        return l, grad, hess
+
+    def modes(self, theta, omega, error: Mapping, eta0=None, tol: float = 1e-10, max_iter: int = 100) -> Modes:
+        """Conditional modes and OBJ_i at population parameters.
+
+        Parameters
+        ----------
+        theta
+            (P,) typical values of every model parameter, in the model file's units.
+        omega
+            (K, K) covariance of the random effects (``iiv_names`` order).
+        error
+            ``{observation: {add/prop/sigma: value}}`` residual error parameters.
+        eta0
+            (B, K) starting values (default zeros; a previous solution makes it quick).
+        tol
+            Convergence: every subject's Newton decrement ``g' H^-1 g`` (exact Hessian; the
+            amount by which ``l_i`` is still above its minimum, to second order) below ``tol``.
+        """
+        theta = jnp.asarray(theta, dtype=float)
+        omega = np.asarray(omega, dtype=float)
+        n_b, n_k = self.n_subjects, len(self.iiv)
+        if omega.shape != (n_k, n_k):
+            raise OptionError(f"`omega` must be ({n_k}, {n_k}) for the random effects {self.iiv_names}, got shape {omega.shape}")
+        chol = np.linalg.cholesky(omega)  # raises on a matrix that is not positive definite
+        omega_inv = jnp.asarray(np.linalg.inv(omega))
+        log_det_omega = 2.0 * float(np.sum(np.log(np.diag(chol))))
+        err = {o: {k: jnp.asarray(float(v)) for k, v in p.items()} for o, p in error.items()}
+        eta = jnp.zeros((n_b, n_k)) if eta0 is None else jnp.asarray(eta0, dtype=float)
+        converged = np.zeros(n_b, dtype=bool)
+        exact = False
+        it = 0
+        for it in range(1, max_iter + 1):
+            # Gauss-Newton with the method's Hessian far from the modes; exact Newton near
+            # them, where Gauss-Newton converges only linearly (at a rate of 0.95 per
+            # iteration for one warfarin subject with a nearly flat ktr/ka direction)
+            l, grad, hess = (np.asarray(a) for a in self._terms(theta, omega_inv, err, eta, exact=exact))
+            step = _newton_step(hess, grad)
+            decrement = -np.einsum("bk,bk->b", grad, step)  # the Newton decrement: l - min of its model
+            converged = exact & np.isfinite(l) & (decrement < tol)
+            if converged.all() or not np.isfinite(l).any():
+                break
+            if not exact and np.nanmax(np.where(np.isfinite(l), decrement, np.nan)) < 1.0:
+                exact = True
+                continue
+            step[converged] = 0.0
+            eta_np = np.asarray(eta)
+            alpha = np.ones(n_b)
+            todo = ~converged
+            slope = np.einsum("bk,bk->b", grad, step)
+            for _ in range(40):  # backtracking (Armijo) per subject
+                trial = eta_np + alpha[:, None] * step
+                l_trial = np.asarray(self._value(theta, omega_inv, err, jnp.asarray(trial))[0])
+                ok = np.isfinite(l_trial) & (l_trial <= l + 1e-4 * alpha * slope)
+                todo = todo & ~ok
+                if not todo.any():
+                    break
+                alpha = np.where(todo, alpha * 0.5, alpha)
+            moved = ~converged & ~todo
+            eta = jnp.asarray(np.where(moved[:, None], eta_np + alpha[:, None] * step, eta_np))
+            if not moved.any():
+                if not exact:
+                    exact = True
+                    continue
+                break  # no subject can decrease l further along its Newton direction
+        l, grad, hess = (np.asarray(a) for a in self._terms(theta, omega_inv, err, eta))
+        _, status = self._value(theta, omega_inv, err, eta)
+        status = np.asarray(status)
+        h_half = 0.5 * hess
+        sign, log_det = np.linalg.slogdet(h_half)
+        obj = np.where((status == 0) & (sign > 0), l + log_det_omega + log_det, np.inf)
+        return Modes(eta=np.asarray(eta), obj=obj, l=l, log_det=log_det, hessian=h_half, grad_norm=np.max(np.abs(grad), axis=1),
+                     iterations=it, converged=converged, status=status)
+
+
+def _newton_step(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``-H^-1 g`` per subject, with Levenberg damping where ``H`` is not positive definite."""
+    eig = np.linalg.eigvalsh(hess)
+    shift = np.where(eig[:, 0] > 1e-10 * np.maximum(eig[:, -1], 1e-300), 0.0, 1e-6 + np.abs(eig[:, 0]) * 1.1)
+    h = hess + shift[:, None, None] * np.eye(hess.shape[1])
+    return -np.linalg.solve(h, grad[..., None])[..., 0]
