@@ -28,22 +28,10 @@ from il2pkpd.likelihood import MarginalLikelihood
 
 LOG_2PI = math.log(2 * math.pi)
 
-LINEAR = {
-    "model": {"name": "linear_growth", "time_unit": "h"},
-    "parameters": {
-        "base": {"value": 10.0, "unit": "1", "iiv": {"kind": "normal", "omega": 2.0}},
-        "slope": {"value": 0.5, "unit": "1/h", "iiv": {"kind": "normal", "omega": 0.3}},
-    },
-    "states": {"x": {"unit": "1", "initial": "base"}},
-    "odes": {"x": "slope"},
-    "outputs": {"y": {"expr": "x", "unit": "1"}},
-    "observations": {"y": {"output": "y", "dvid": 1, "error": {"model": "additive", "add": 1.0}}},
-}
-
 
 @pytest.mark.parametrize("method", ["foce", "focei", "laplace"])
-def test_linear_gaussian_model_ofv_is_the_exact_marginal_likelihood(method):
-    model = il2pkpd.build_model(LINEAR)
+def test_linear_gaussian_model_ofv_is_the_exact_marginal_likelihood(method, linear_growth):
+    model = il2pkpd.build_model(linear_growth)
     rng = np.random.default_rng(3)
     subjects, designs = [], []
     for i in range(5):

@@ -1,0 +1,280 @@
+"""Maximum-likelihood estimation of population parameters by FOCE, FOCE-I or Laplace, with
+NONMEM's objective function value and covariance step.
+
+:func:`estimate` minimises the OFV of :class:`~il2pkpd.likelihood.MarginalLikelihood` over
+the typical values of the estimated (not ``fixed``) parameters, the variances of the random
+effects (diagonal Omega, as the model file declares them) and the residual error parameters.
+The optimiser (SciPy's L-BFGS-B) works on an unconstrained vector: typical values through
+the model file's bounds (``log(x - lower)``, a scaled logit between two bounds, the identity
+without), variances and error SDs on the log scale. The gradient is exact (implicit
+differentiation through the conditional modes; no finite differences).
+
+The covariance step follows NONMEM's default ``MATRIX=RSR``: ``R`` is the Hessian of
+``OFV/2`` (central differences of the exact gradient; labelled so), ``S`` the sum over
+subjects of the outer products of their ``OBJ_i/2`` gradients, and the covariance
+``R^-1 S R^-1``; standard errors are reported on the natural scale (delta method). A
+covariance step that fails (``R`` not positive definite) is said so, with its smallest
+eigenvalue, and no standard errors are reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+
+from ..errors import Il2pkpdWarning, OptionError
+from ..likelihood import METHODS, MarginalLikelihood, default_error_params
+from ..solver_options import SolverOptions
+from .priors import from_unconstrained, to_unconstrained
+
+__all__ = ["Estimate", "estimate"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class Estimate:
+    """The result of :func:`estimate`.
+
+    Attributes
+    ----------
+    method
+        ``"foce"``, ``"focei"`` or ``"laplace"``.
+    ofv
+        NONMEM's objective function value at the estimate (-2 log-likelihood without the
+        constant ``n log 2 pi``, ``n`` the uncensored observations).
+    estimates
+        Natural-scale values: typical values under the parameters' names, ``omega2_<name>``
+        (variances of the random effects), ``<observation>_<add|prop|sigma>`` (residual SDs).
+    table
+        One row per estimated quantity: ``estimate``, ``se``, ``rse_percent``, ``ci_low``,
+        ``ci_high`` (Wald 95%), ``kind`` (THETA, OMEGA, SIGMA).
+    covariance
+        Natural-scale covariance (``R^-1 S R^-1``), ``None`` where the covariance step failed.
+    covariance_r
+        ``2 (Hessian of OFV)^-1`` (NONMEM's ``MATRIX=R``), ``None`` where it failed.
+    eta
+        (B, K) conditional modes (empirical Bayes estimates), columns ``iiv_names``.
+    obj
+        (B,) each subject's OBJ_i.
+    info
+        Provenance and diagnostics: iterations, evaluations, wall time, convergence message,
+        condition number of the correlation matrix, eta-shrinkage, AIC, BIC, solver settings.
+    """
+
+    method: str
+    ofv: float
+    estimates: dict
+    table: object
+    covariance: np.ndarray | None
+    covariance_r: np.ndarray | None
+    eta: np.ndarray
+    iiv_names: list
+    obj: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Layout:
+    """Where each estimated quantity sits in the unconstrained vector ``u``."""
+
+    theta_index: list  # model parameter index of each estimated typical value
+    theta_bounds: list  # {"dist": "uniform", "lower", "upper"} supports for the transforms
+    error_keys: list  # (observation, key)
+    names: list  # natural-scale names, in u order
+    kinds: list  # THETA / OMEGA / SIGMA
+
+
+def _layout(model, ml: MarginalLikelihood, error0: dict) -> _Layout:
+    index, bounds, names, kinds = [], [], [], []
+    for j, p in enumerate(model.parameters):
+        if p.fixed:
+            continue
+        lo = -math.inf if p.lower is None else float(p.lower)
+        hi = math.inf if p.upper is None else float(p.upper)
+        index.append(j)
+        bounds.append({"dist": "uniform", "lower": lo, "upper": hi})
+        names.append(p.name)
+        kinds.append("THETA")
+    names += [f"omega2_{n}" for n in ml.iiv_names]
+    kinds += ["OMEGA"] * len(ml.iiv_names)
+    keys = [(o, k) for o, params in error0.items() for k in params]
+    names += [f"{o}_{k}" for o, k in keys]
+    kinds += ["SIGMA"] * len(keys)
+    return _Layout(index, bounds, keys, names, kinds)
+
+
+def estimate(model, data, method: str = "focei", *, options: SolverOptions | None = None, start: dict | None = None,
+             eta_tol: float = 1e-10, max_iter: int = 500, covariance: bool = True, progress: bool | Callable = False) -> Estimate:
+    """Estimate population parameters by maximum likelihood (FOCE, FOCE-I or Laplace).
+
+    Parameters
+    ----------
+    model
+        The model: estimated typical values are the parameters not ``fixed``; each ``iiv``
+        adds a random effect whose variance is estimated (started at ``omega^2``).
+    data
+        :class:`~il2pkpd.likelihood.SubjectData` or records per subject.
+    method
+        A key of :data:`~il2pkpd.likelihood.METHODS`.
+    options
+        Solver settings (Rodas4; default ``DEFAULT_SOLVER_OPTIONS["estimate"]``).
+    start
+        Starting values replacing the model file's, by the names of ``Estimate.estimates``.
+    eta_tol
+        Newton-decrement tolerance of the conditional modes.
+    max_iter
+        Most outer (L-BFGS-B) iterations.
+    covariance
+        Run the covariance step.
+    progress
+        ``True`` prints one line per iteration (iteration, OFV, gradient norm); a callable
+        receives ``(iteration, ofv, grad_norm)``.
+    """
+    if method not in METHODS:
+        raise OptionError(f"`method` must be one of {sorted(METHODS)}, got {method!r}")
+    t_start = time.perf_counter()
+    ml = MarginalLikelihood(model, data, method=method, options=options)
+    error0 = default_error_params(model)
+    lay = _layout(model, ml, error0)
+    if not lay.names:
+        raise OptionError(f"model {model.name!r} has nothing to estimate: every parameter is fixed and there is no IIV or error model")
+    values0 = {**{p.name: p.value for p in model.parameters}, **{f"omega2_{p.name}": p.iiv.omega**2 for p in model.parameters if p.iiv is not None},
+               **{f"{o}_{k}": v for o, params in error0.items() for k, v in params.items()}}
+    for key, val in (start or {}).items():
+        if key not in lay.names:
+            raise OptionError(f"`start` key {key!r} is not an estimated quantity; estimated: {lay.names}")
+        if not (isinstance(val, (int, float)) and math.isfinite(val)):
+            raise OptionError(f"`start[{key!r}]` must be a finite number, got {val!r}")
+        values0[key] = float(val)
+    n_theta, n_k = len(lay.theta_index), len(ml.iiv_names)
+    base_theta = jnp.asarray([p.value for p in model.parameters], dtype=float)
+
+    def unpack(u):
+        nat = [from_unconstrained(b, u[i])[0] for i, b in enumerate(lay.theta_bounds)]
+        theta = base_theta.at[jnp.asarray(lay.theta_index, dtype=int)].set(jnp.stack(nat)) if nat else base_theta
+        omega = jnp.diag(jnp.exp(u[n_theta:n_theta + n_k]))
+        err = {o: {} for o in error0}
+        for i, (o, k) in enumerate(lay.error_keys):
+            err[o][k] = jnp.exp(u[n_theta + n_k + i])
+        return theta, omega, err
+
+    def natural(u) -> np.ndarray:
+        theta, omega, err = unpack(jnp.asarray(u))
+        return np.concatenate([np.asarray(theta)[lay.theta_index], np.diag(np.asarray(omega)),
+                               [float(err[o][k]) for o, k in lay.error_keys]])
+
+    u0 = np.concatenate([[float(to_unconstrained(b, values0[lay.names[i]])) for i, b in enumerate(lay.theta_bounds)],
+                         [math.log(values0[n]) for n in lay.names[n_theta:]]])
+    state = {"eta": None, "evals": 0, "iter": 0, "last": None}
+
+    def modes_at(u):
+        theta, omega, err = unpack(jnp.asarray(u))
+        modes = ml.modes(np.asarray(theta), np.asarray(omega), {o: {k: float(v) for k, v in p.items()} for o, p in err.items()},
+                         eta0=state["eta"], tol=eta_tol)
+        return modes
+
+    def fun(u):
+        state["evals"] += 1
+        modes = modes_at(u)
+        if not np.isfinite(modes.ofv):
+            # L-BFGS-B's line search needs a finite value: a failed solve or a singular H
+            # is made worse than the last point, so the search steps back
+            last = state["last"]
+            return (last[0] + 1e6, -last[1]) if last is not None else (np.inf, np.zeros_like(u))
+        state["eta"] = modes.eta
+        obj, jac = ml.objective_and_gradient(unpack, u, modes.eta)
+        g = jac.sum(axis=0)
+        state["last"] = (float(np.sum(obj)), g)
+        return float(np.sum(obj)), g
+
+    first = fun(u0)
+    if not np.isfinite(first[0]):
+        raise OptionError(f"the {method} objective is not finite at the starting values {dict(zip(lay.names, natural(u0)))}: "
+                          "a solve failed or a subject's conditional Hessian is singular; give other `start` values")
+
+    def callback(intermediate):
+        state["iter"] += 1
+        ofv, g = state["last"]
+        if callable(progress):
+            progress(state["iter"], ofv, float(np.max(np.abs(g))))
+        elif progress:
+            print(f"iteration {state['iter']:4d}  OFV {ofv:.6f}  |gradient| {np.max(np.abs(g)):.3g}", flush=True)
+
+    res = scipy.optimize.minimize(fun, u0, jac=True, method="L-BFGS-B", callback=callback,
+                                  options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-6})
+    u_hat = res.x
+    modes = modes_at(u_hat)
+    obj, jac = ml.objective_and_gradient(unpack, u_hat, modes.eta)
+    ofv = float(np.sum(obj))
+    nat = natural(u_hat)
+    info = {"method": method, "description": METHODS[method].description, "converged": bool(res.success), "message": str(res.message),
+            "iterations": int(res.nit), "evaluations": state["evals"], "gradient_max": float(np.max(np.abs(jac.sum(axis=0)))),
+            "modes_converged": bool(modes.converged.all()), "solver": vars(ml.options).copy()}
+    if not res.success:
+        warnings.warn(f"{method} estimation did not converge: {res.message} (OFV {ofv:.4f}, max |gradient| {info['gradient_max']:.3g})",
+                      Il2pkpdWarning, stacklevel=2)
+    cov, cov_r = None, None
+    if covariance:
+        cov, cov_r, info["covariance_step"] = _covariance_step(lambda u: ml.objective_and_gradient(unpack, u, modes_at(u).eta),
+                                                               u_hat, jac, natural)
+    n_obs = int(np.sum(ml.n_gaussian))
+    n_par = len(lay.names)
+    info["aic"] = ofv + n_obs * _LOG_2PI + 2 * n_par
+    info["bic"] = ofv + n_obs * _LOG_2PI + n_par * math.log(max(n_obs, 1))
+    omega_hat = nat[n_theta:n_theta + n_k]
+    info["eta_shrinkage_percent"] = {n: float(100 * (1 - np.std(modes.eta[:, k], ddof=1) / math.sqrt(omega_hat[k])))
+                                     for k, n in enumerate(ml.iiv_names)} if len(modes.eta) > 1 else {}
+    info["wall_s"] = time.perf_counter() - t_start
+    return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov),
+                    covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info)
+
+
+def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
+    """NONMEM's MATRIX=RSR covariance on the natural scale, or why it failed."""
+    n = len(u_hat)
+    r = np.zeros((n, n))
+    for j in range(n):  # central differences of the exact gradient (the R matrix is labelled so)
+        h = 1e-4 * max(1.0, abs(u_hat[j]))
+        up, dn = u_hat.copy(), u_hat.copy()
+        up[j] += h
+        dn[j] -= h
+        r[:, j] = (obj_and_jac(up)[1].sum(axis=0) - obj_and_jac(dn)[1].sum(axis=0)) / (2 * h) / 2.0
+    r = 0.5 * (r + r.T)
+    s = (jac_hat / 2.0).T @ (jac_hat / 2.0)
+    eig = np.linalg.eigvalsh(r)
+    if not eig[0] > 0:
+        return None, None, {"ok": False, "reason": f"R matrix (Hessian of OFV/2) is not positive definite: smallest eigenvalue {eig[0]:.3g}",
+                            "r_eigenvalues": eig.tolist()}
+    r_inv = np.linalg.inv(r)
+    # delta method to the natural scale: d natural / d u, column by column
+    jac_nat = np.zeros((n, n))
+    for j in range(n):
+        h = 1e-6 * max(1.0, abs(u_hat[j]))
+        up, dn = u_hat.copy(), u_hat.copy()
+        up[j] += h
+        dn[j] -= h
+        jac_nat[:, j] = (natural(up) - natural(dn)) / (2 * h)
+    cov = jac_nat @ (r_inv @ s @ r_inv) @ jac_nat.T
+    cov_r = jac_nat @ r_inv @ jac_nat.T
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    corr_eig = np.linalg.eigvalsh(corr)
+    return cov, cov_r, {"ok": True, "matrix": "R^-1 S R^-1 (NONMEM MATRIX=RSR); R by central differences of the exact gradient",
+                        "condition_number": float(corr_eig[-1] / corr_eig[0]), "r_eigenvalues": eig.tolist(),
+                        "r_matrix_u": r.tolist(), "s_matrix_u": s.tolist()}
+
+
+def _table(lay: _Layout, nat: np.ndarray, cov: np.ndarray | None):
+    import pandas as pd
+
+    se = np.sqrt(np.diag(cov)) if cov is not None else np.full(len(nat), np.nan)
+    return pd.DataFrame({"kind": lay.kinds, "estimate": nat, "se": se, "rse_percent": 100 * se / np.abs(nat),
+                         "ci_low": nat - 1.959963984540054 * se, "ci_high": nat + 1.959963984540054 * se}, index=pd.Index(lay.names, name="parameter"))

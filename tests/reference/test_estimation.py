@@ -1,0 +1,88 @@
+"""FOCE-I estimation (issue 14) against maximum likelihood computed independently.
+
+For a model linear in its random effects with an additive error, FOCE-I's objective is the
+exact Gaussian marginal likelihood (tests/reference/test_marginal.py), so its estimate must be
+the maximum-likelihood estimate: ``scipy.optimize.minimize`` on ``-2 log`` of
+``scipy.stats.multivariate_normal`` densities (``y_i ~ N(X beta, X Omega X' + sigma^2 I)``,
+diagonal Omega) gives the oracle, and the inverse of its Hessian (central differences of the
+SciPy objective, a computation independent of ours) the covariance of ``MATRIX=R``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.stats
+
+import il2pkpd
+from il2pkpd.dosing import Record, Records
+from il2pkpd.inference.estimation import estimate
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _data(n=24, seed=5):
+    rng = np.random.default_rng(seed)
+    subjects, designs = [], []
+    for i in range(n):
+        t = np.array([0.0, 2.0, 4.0, 8.0])
+        y = 10.0 + rng.normal(0, 1.5) + (0.5 + rng.normal(0, 0.2)) * t + rng.normal(0, 0.8, t.size)
+        subjects.append(Records(tuple(Record(time=float(tt), evid=0, dvid=1, dv=float(v), row=4 * i + j) for j, (tt, v) in enumerate(zip(t, y))), subject=i + 1))
+        designs.append((t, y))
+    return subjects, designs
+
+
+def _ofv(x, designs):
+    """-2 log-likelihood without n log 2 pi; x = (base, slope, log w1, log w2, log sigma)."""
+    beta, omega, sigma = x[:2], np.diag(np.exp(x[2:4])), math.exp(x[4])
+    total = 0.0
+    for t, y in designs:
+        xm = np.column_stack([np.ones_like(t), t])
+        total += -2 * scipy.stats.multivariate_normal(xm @ beta, xm @ omega @ xm.T + sigma**2 * np.eye(t.size)).logpdf(y) - t.size * LOG_2PI
+    return total
+
+
+def test_focei_estimate_of_a_linear_gaussian_model_is_the_ml_estimate(linear_growth):
+    subjects, designs = _data()
+    model = il2pkpd.build_model(linear_growth)
+    fit = estimate(model, subjects, method="focei")
+    oracle = scipy.optimize.minimize(_ofv, np.array([10.0, 0.5, math.log(4.0), math.log(0.09), 0.0]), args=(designs,),
+                                     method="BFGS", options={"gtol": 1e-9})
+    x = oracle.x
+    expected = {"base": x[0], "slope": x[1], "omega2_base": math.exp(x[2]), "omega2_slope": math.exp(x[3]), "y_add": math.exp(x[4])}
+    assert fit.info["converged"], fit.info["message"]
+    assert fit.ofv == pytest.approx(oracle.fun, abs=1e-6)
+    for name, value in expected.items():
+        assert fit.estimates[name] == pytest.approx(value, rel=1e-4), name
+    # MATRIX=R covariance: 2 (Hessian of OFV)^-1 on the natural scale, by SciPy central differences
+    nat = np.array([x[0], x[1], math.exp(x[2]), math.exp(x[3]), math.exp(x[4])])
+
+    def ofv_natural(v):
+        return _ofv(np.array([v[0], v[1], math.log(v[2]), math.log(v[3]), math.log(v[4])]), designs)
+
+    h = 1e-4 * np.maximum(np.abs(nat), 1e-2)
+    hess = np.zeros((5, 5))
+    for i in range(5):
+        for j in range(5):
+            ei, ej = np.eye(5)[i] * h[i], np.eye(5)[j] * h[j]
+            hess[i, j] = (ofv_natural(nat + ei + ej) - ofv_natural(nat + ei - ej) - ofv_natural(nat - ei + ej) + ofv_natural(nat - ei - ej)) / (4 * h[i] * h[j])
+    np.testing.assert_allclose(fit.covariance_r, 2 * np.linalg.inv(hess), rtol=2e-3, atol=1e-7)  # entries near 0: scale 1e-2-1e-1
+    assert fit.info["covariance_step"]["ok"]
+    assert list(fit.table.index) == ["base", "slope", "omega2_base", "omega2_slope", "y_add"]
+    np.testing.assert_allclose(fit.table["se"], np.sqrt(np.diag(fit.covariance)))
+
+
+def test_bad_arguments_are_refused_before_any_work(linear_growth):
+    from il2pkpd.errors import OptionError
+
+    subjects, _ = _data(n=3)
+    model = il2pkpd.build_model(linear_growth)
+    with pytest.raises(OptionError, match=r"`start` key 'cl' is not an estimated quantity; estimated: \['base', 'slope'"):
+        estimate(model, subjects, start={"cl": 1.0})
+    with pytest.raises(OptionError, match=r"`start\['base'\]` must be a finite number, got nan"):
+        estimate(model, subjects, start={"base": float("nan")})
+    with pytest.raises(OptionError, match="`method` must be one of"):
+        estimate(model, subjects, method="saem")
