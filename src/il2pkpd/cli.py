@@ -17,11 +17,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import DataFormatError, Il2pkpdError
+from .errors import DataFormatError, Il2pkpdError, OptionError
 from .solver_options import DEFAULT_SOLVER_OPTIONS, SOLVER_NAMES
 
 # the library's solver defaults per use (one place: il2pkpd.solver_options)
-_SIM, _FIT, _SWEEP = (DEFAULT_SOLVER_OPTIONS[use] for use in ("simulate", "fit", "sweep"))
+_SIM, _FIT, _SWEEP, _EST = (DEFAULT_SOLVER_OPTIONS[use] for use in ("simulate", "fit", "sweep", "estimate"))
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="il2pkpd: PK/PD of low-dose IL-2 (aldesleukin), solved with JAX.")
 log = logging.getLogger("il2pkpd")
@@ -463,30 +463,35 @@ def fit(
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
     tune: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 1000,
     chains: Annotated[int, typer.Option(help="Chains.")] = 4,
-    sampler: Annotated[str, typer.Option(help="nutpie (default), pymc, numpyro, blackjax or map.")] = "nutpie",
+    sampler: Annotated[str, typer.Option(help="nutpie (default), pymc, numpyro, blackjax or map (method nuts only).")] = "nutpie",
+    method: Annotated[str, typer.Option(help="nuts (the posterior; default), or maximum likelihood: focei, foce or laplace (NONMEM's OFV, SEs).")] = "nuts",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    solver: Annotated[str, typer.Option(help="ODE solver of the likelihood (rodas4: stiff, years of event follow-up).")] = _FIT.solver,
-    rtol: Annotated[float, typer.Option(help="Relative tolerance of the ODE solver (NONMEM's TOL=6 is ~1e-6).")] = _FIT.rtol,
-    atol: Annotated[float, typer.Option(help="Absolute tolerance, in the states' declared units.")] = _FIT.atol,
+    solver: Annotated[str | None, typer.Option(help=f"ODE solver of the likelihood [default: {_FIT.solver}; {_EST.solver} for focei/foce/laplace].")] = None,
+    rtol: Annotated[float | None, typer.Option(help=f"Relative tolerance of the ODE solver [default: {_FIT.rtol:g}; {_EST.rtol:g} for focei/foce/laplace].")] = None,
+    atol: Annotated[float | None, typer.Option(help=f"Absolute tolerance, in the states' declared units [default: {_FIT.atol:g}; {_EST.atol:g} for focei/foce/laplace].")] = None,
 ) -> None:
-    """Fit a model to a dataset by NUTS (or MAP) and write the fit folder."""
+    """Fit a model to a dataset by NUTS, MAP, FOCE-I, FOCE or Laplace and write the fit folder."""
     import warnings
 
     from rich.console import Console
 
     from .inference import fit as run
+    from .inference.fit import FIT_METHODS
     from .io.fits import write_fit
     from .io.model_file import load_model
     from .io.nonmem import read_nonmem_csv
-    from .solve import SolverOptions
+    from .solver_options import default_options
 
-    options = SolverOptions(solver=solver, rtol=rtol, atol=atol)  # checked before the (slow) data and model work
+    if method not in FIT_METHODS:
+        raise OptionError(f"--method must be one of {list(FIT_METHODS)}, got {method!r}")
+    # checked before the (slow) data and model work; the method's own defaults where not given
+    options = default_options("fit" if method == "nuts" else "estimate", solver=solver, rtol=rtol, atol=atol)
     m = load_model(model)
     d = read_nonmem_csv(data)
     console = Console(stderr=True)
-    with console.status(f"fitting {m.name} to {data} ({sampler}) ..."), warnings.catch_warnings(record=True) as caught:
+    with console.status(f"fitting {m.name} to {data} ({sampler if method == 'nuts' else method}) ..."), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run(m, d, draws=draws, tune=tune, chains=chains, sampler=sampler, seed=seed, options=options, progressbar=False)
+        result = run(m, d, draws=draws, tune=tune, chains=chains, sampler=sampler, seed=seed, options=options, progressbar=False, method=method)
     for w in caught:
         if issubclass(w.category, UserWarning):
             typer.echo(f"warning: {w.message}", err=True)

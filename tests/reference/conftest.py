@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
 def linear_growth() -> dict:
-    """A model linear in its two random effects (normal IIV on a baseline and a slope) with an
-    additive error: y = base + slope t + eps. Laplace-type objectives are exact for it, so the
-    Gaussian marginal likelihood (scipy.stats.multivariate_normal) is their oracle."""
-    return {
-    "model": {"name": "linear_growth", "time_unit": "h"},
-    "parameters": {
-        "base": {"value": 10.0, "unit": "1", "iiv": {"kind": "normal", "omega": 2.0}},
-        "slope": {"value": 0.5, "unit": "1/h", "iiv": {"kind": "normal", "omega": 0.3}},
-    },
-    "states": {"x": {"unit": "1", "initial": "base"}},
-    "odes": {"x": "slope"},
-    "outputs": {"y": {"expr": "x", "unit": "1"}},
-    "observations": {"y": {"output": "y", "dvid": 1, "error": {"model": "additive", "add": 1.0}}},
-}
+    """The model of data/linear_growth.toml as a dict (for ``il2pkpd.build_model``): linear in
+    its random effects with an additive error, so Laplace-type objectives are exact for it."""
+    return tomllib.loads((DATA / "linear_growth.toml").read_text())

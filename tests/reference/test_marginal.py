@@ -159,3 +159,37 @@ def test_bad_method_and_solver_are_refused():
         MarginalLikelihood(_model(), _records(False), method="saem")
     with pytest.raises(OptionError, match="must be 'rodas4'"):
         MarginalLikelihood(_model(), _records(False), options=il2pkpd.SolverOptions(solver="tsit5"))
+
+
+# FOCE and Laplace are marked slow: compiling their gradients (a first-order solve inside the
+# Taylor path; third-order nested solves for Laplace) takes 40-100 s on the CI machine
+@pytest.mark.parametrize("method", ["focei", pytest.param("foce", marks=pytest.mark.slow), pytest.param("laplace", marks=pytest.mark.slow)])
+def test_objective_gradient_equals_central_differences_of_the_objective(method):
+    """The exact gradient (implicit differentiation through the modes) against central
+    differences of the OFV itself, each point with its modes solved again."""
+    import jax.numpy as jnp
+
+    records = _records(method == "laplace")
+    ml = MarginalLikelihood(_model(), records + [Records(tuple(replace_dv(r, 0.8) for r in records[0]), subject=2)], method=method)
+
+    def unpack(u):
+        return jnp.stack([jnp.exp(u[0]), 10.0, 0.02]), jnp.exp(u[1]).reshape(1, 1), {"cp": {"add": jnp.exp(u[2]), "prop": jnp.exp(u[3])}}
+
+    def ofv(u):
+        theta, omega, err = unpack(jnp.asarray(u))
+        return ml.modes(np.asarray(theta), np.asarray(omega), {"cp": {k: float(v) for k, v in err["cp"].items()}}, tol=1e-14)
+
+    u = np.array([math.log(0.25), math.log(0.2), math.log(0.2), math.log(0.1)])
+    modes = ofv(u)
+    obj, jac = ml.objective_and_gradient(unpack, u, modes.eta)
+    np.testing.assert_allclose(obj, modes.obj, rtol=1e-12)
+    h = 1e-5
+    fd = np.array([(ofv(u + e).ofv - ofv(u - e).ofv) / (2 * h) for e in np.eye(4) * h])
+    np.testing.assert_allclose(jac.sum(axis=0), fd, rtol=1e-6, atol=1e-6)
+
+
+def replace_dv(record: Record, factor: float) -> Record:
+    """The record with its DV scaled (a second subject with other data)."""
+    from dataclasses import replace
+
+    return replace(record, dv=record.dv * factor) if record.evid == 0 and not record.cens and not record.event else record

@@ -232,7 +232,7 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     omega_hat = nat[n_theta:n_theta + n_k]
     info["eta_shrinkage_percent"] = {n: float(100 * (1 - np.std(modes.eta[:, k], ddof=1) / math.sqrt(omega_hat[k])))
                                      for k, n in enumerate(ml.iiv_names)} if len(modes.eta) > 1 else {}
-    info["wall_s"] = time.perf_counter() - t_start
+    info["wall_time_s"] = time.perf_counter() - t_start
     return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov),
                     covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info)
 

@@ -21,12 +21,15 @@ from ..errors import DataFormatError, Il2pkpdWarning, OptionError
 from ..model import model_hash as model_hash
 from ..solve import SolverOptions
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
-from ..likelihood import SubjectData, subject_data
+from ..likelihood import METHODS, SubjectData, subject_data
 from .pymc_model import MAP_GRADIENT_TOL, build_pymc_model, estimated_parameters
 
-__all__ = ["Fit", "fit", "model_hash", "data_hash", "SAMPLERS"]
+__all__ = ["Fit", "fit", "model_hash", "data_hash", "SAMPLERS", "FIT_METHODS"]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax", "map")
+#: ``fit(method=...)``: the posterior by NUTS (``sampler`` picks the implementation, or "map"),
+#: or maximum likelihood by a Laplace-type method of :data:`il2pkpd.likelihood.METHODS`
+FIT_METHODS = ("nuts", *METHODS)
 _JAX_SAMPLERS = ("numpyro", "blackjax")
 
 
@@ -90,7 +93,8 @@ def _subject_data(data, model, covariates=None) -> SubjectData:
 
 
 def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sampler: str = "nutpie", seed: int = 0,
-        options: SolverOptions | None = None, progressbar: bool = False, predictive_draws: int = 200, covariates=None) -> Fit:
+        options: SolverOptions | None = None, progressbar: bool = False, predictive_draws: int = 200, covariates=None,
+        method: str = "nuts") -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -122,6 +126,13 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         With records only: covariate name -> a number or one value per subject (required
         when the model has covariates). A dataset gives them as columns; a missing column
         is an error, never a silent default.
+    method
+        ``"nuts"`` (default: the posterior, by ``sampler``), or maximum likelihood with the
+        random effects integrated out: ``"focei"``, ``"foce"`` or ``"laplace"``
+        (:func:`~il2pkpd.inference.estimation.estimate`; priors unused). Those return a fit
+        without draws: ``summary`` is the THETA/OMEGA/SIGMA table with standard errors,
+        ``estimates`` the point estimates (with ``omega_<name>`` as SDs, for
+        ``simulate(params=fit)``), ``info`` the OFV, covariance step, EBEs and diagnostics.
 
     Returns
     -------
@@ -135,6 +146,12 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
 
     from .. import __version__
 
+    if method not in FIT_METHODS:
+        raise OptionError(f"`method` must be one of {list(FIT_METHODS)}, got {method!r}")
+    if method != "nuts":
+        if sampler != "nutpie":
+            raise OptionError(f"`sampler` applies to method='nuts', got sampler={sampler!r} with method={method!r}")
+        return _fit_by_marginal_likelihood(model, _subject_data(data, model, covariates), method, options, progressbar)
     if sampler not in SAMPLERS:
         raise OptionError(f"`sampler` must be one of {list(SAMPLERS)}, got {sampler!r}")
     for name, v in (("draws", draws), ("tune", tune), ("chains", chains)):
@@ -203,6 +220,30 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     estimates = {k: float(summary.loc[k, "mean"]) for k in var_names}
     info["divergences"] = int(np.asarray(idata["sample_stats"]["diverging"].values).sum()) if "sample_stats" in idata.children else 0
     return Fit(model.name, summary, info, estimates, idata)
+
+
+def _fit_by_marginal_likelihood(model, subjects: SubjectData, method: str, options, progress: bool) -> Fit:
+    """``fit(method="focei" | "foce" | "laplace")``: :func:`.estimation.estimate` as a :class:`Fit`."""
+    from .. import __version__
+    from .estimation import estimate
+
+    est = estimate(model, subjects, method=method, options=options, progress=progress)
+    estimates = {}
+    for name, value in est.estimates.items():
+        if name.startswith("omega2_"):
+            estimates[f"omega_{name[7:]}"] = float(np.sqrt(value))  # the SD, as model files and simulate() take it
+        elif est.table.loc[name, "kind"] == "SIGMA":
+            obs, key = name.rsplit("_", 1)
+            n_keys = sum(1 for n in est.estimates if est.table.loc[n, "kind"] == "SIGMA" and n.rsplit("_", 1)[0] == obs)
+            estimates[f"sigma_{obs}" if n_keys == 1 else f"sigma_{obs}_{key}"] = value
+        else:
+            estimates[name] = value
+    info = {"il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data_hash": data_hash(subjects),
+            "n_subjects": len(subjects), "method": method, "ofv": est.ofv, **{k: v for k, v in est.info.items() if k != "covariance_step"},
+            "covariance_step": {k: v for k, v in est.info.get("covariance_step", {}).items() if not k.endswith("_u")},
+            "ebe": {"names": est.iiv_names, "subjects": [str(r.subject) for r in subjects.records], "eta": est.eta.tolist()},
+            "obj_per_subject": est.obj.tolist()}
+    return Fit(model.name, est.table, info, estimates, None)
 
 
 def _require_package(sampler: str) -> None:

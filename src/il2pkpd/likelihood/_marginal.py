@@ -181,12 +181,42 @@ class MarginalLikelihood:
             cols[j] = apply_iiv(kind, theta[j], eta[:, k], xp=jnp)
         return jnp.stack(cols, axis=1)
 
-    def _data(self, theta, eta, error, sd_pred):
-        """``d_i(eta)`` (B,), the observation rows' predictions (B, O) and the solver status."""
-        outs, states, status = self.joint._solve(self.individual(theta, eta), self._cov)
+    def _data(self, theta, eta, error, sd_pred, solve=None):
+        """``d_i(eta)`` (B,), the observation rows' predictions (B, O) and the solver status.
+        ``solve(phi) -> (outs, states, status)`` replaces the ODE solve (see :meth:`_taylor`)."""
+        outs, states, status = (solve or self._solve_phi)(self.individual(theta, eta))
         rows = self.joint._row_loglik(outs, states, error, sd_pred=sd_pred)
         d = -2.0 * jnp.sum(rows, axis=1) - self.n_gaussian * _LOG_2PI
         return d, self.joint._pred_rows(outs), status
+
+    def _solve_phi(self, phi):
+        return self.joint._solve(phi, self._cov)
+
+    def _taylor(self, phi):
+        """The second-order Taylor polynomial of the solve around individual parameters
+        ``phi`` (B, P): ``phi' -> (outs, states, status)`` with the value, first and second
+        derivatives of the solution at ``phi`` exact (one solve nested twice in forward
+        mode, a tangent per parameter pair) and the status of the solve at ``phi``."""
+        n_p = phi.shape[1]
+        basis = jnp.broadcast_to(jnp.eye(n_p)[:, None, :], (n_p, *phi.shape))
+
+        def value(x):
+            outs, states, _ = self._solve_phi(x)
+            return outs, states
+
+        def first(x):
+            return jax.vmap(lambda b: jax.jvp(value, (x,), (b,)), out_axes=(None, 0))(basis)
+
+        (z0, z1), (_, z2) = jax.vmap(lambda b: jax.jvp(first, (phi,), (b,)), out_axes=(None, 0))(basis)
+        z0, z1, z2 = jax.lax.stop_gradient((z0, z1, z2))
+        status = self._solve_phi(phi)[2]
+
+        def solve(x):
+            d = x - phi
+            return (*(a0 + jnp.einsum("pb...,bp->b...", a1, d) + 0.5 * jnp.einsum("qpb...,bp,bq->b...", a2, d, d)
+                      for a0, a1, a2 in zip(z0, z1, z2)), status)
+
+        return solve
 
     def _sd_pred(self, theta, error, eta):
         """Where residual SDs are evaluated: ``None`` (at the prediction) with interaction,
@@ -211,7 +241,7 @@ class MarginalLikelihood:
             info = info + jnp.where(mask, val, 0.0)
         return info
 
-    def _terms_fn(self, theta, omega_inv, error, eta, exact: bool = False):
+    def _terms_fn(self, theta, omega_inv, error, eta, exact: bool = False, solve=None):
         """``l`` (B,), its gradient (B, K) and the method's Hessian of ``l`` (B, K, K) at
         ``eta`` (the exact Hessian with ``exact``). Each subject depends on its own ``eta`` only, so one
         tangent per random effect (the same for every subject) gives every subject's own
@@ -221,7 +251,7 @@ class MarginalLikelihood:
         basis = jnp.broadcast_to(jnp.eye(n_k)[:, None, :], (n_k, *eta.shape))
 
         def data(e):
-            d, pred, _ = self._data(theta, e, error, sd_pred)
+            d, pred, _ = self._data(theta, e, error, sd_pred, solve)
             return d, pred
 
         def first(e):
@@ -349,20 +379,27 @@ class MarginalLikelihood:
         omega_inv = jnp.linalg.inv(omega)
         n_k = eta.shape[1]
         basis = jnp.broadcast_to(jnp.eye(n_k)[:, None, :], (n_k, *eta.shape))
+        # FOCE/FOCE-I need the solution's derivatives to second order at the modes: one
+        # twice-nested solve gives them all, and the rest is algebra on its Taylor polynomial
+        # (exact to that order). Laplace's Hessian is itself second order, so its gradient
+        # needs third derivatives: it differentiates the solve directly.
+        solve = None if self.method.exact_hessian else self._taylor(jax.lax.stop_gradient(self.individual(theta, eta)))
 
         def log_det_h(e):
-            return jnp.linalg.slogdet(0.5 * self._terms_fn(theta, omega_inv, err, e)[2])[1]
+            return jnp.linalg.slogdet(0.5 * self._terms_fn(theta, omega_inv, err, e, solve=solve)[2])[1]
 
         d_log_det = jax.vmap(lambda b: jax.jvp(log_det_h, (eta,), (b,))[1], out_axes=-1)(basis)  # (B, K)
-        hess_l = self._terms_fn(theta, omega_inv, err, eta, exact=True)[2]
+        hess_l = self._terms_fn(theta, omega_inv, err, eta, exact=True, solve=solve)[2]
         v = jax.lax.stop_gradient(jnp.linalg.solve(hess_l, d_log_det[..., None])[..., 0])
 
         def phi(u):
             theta, omega, err = unpack(u)
-            l, grad, hess = self._terms_fn(theta, jnp.linalg.inv(omega), err, eta)
+            l, grad, hess = self._terms_fn(theta, jnp.linalg.inv(omega), err, eta, solve=solve)
             return l + jnp.linalg.slogdet(omega)[1] + jnp.linalg.slogdet(0.5 * hess)[1] - jnp.einsum("bk,bk->b", v, grad)
 
-        return phi(u), jax.jacfwd(phi)(u)
+        obj = phi(u)
+        status = (solve or self._solve_phi)(self.individual(theta, eta))[2]
+        return jnp.where(status == 0, obj, jnp.inf), jax.jacfwd(phi)(u)
 
 
 def _newton_step(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:

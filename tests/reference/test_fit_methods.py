@@ -1,0 +1,77 @@
+"""``fit(method="focei")`` and ``il2pkpd fit --method focei`` (issue 14) from a CSV file to a fit
+folder that ``load_fit`` reads and ``simulate(params=fit)`` uses.
+
+Oracle: the maximum-likelihood estimate of the linear Gaussian model of
+data/linear_growth.toml (``scipy.optimize`` on ``scipy.stats.multivariate_normal``), whose
+FOCE-I objective is exact (test_marginal.py): the fit's typical values and OFV must be it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.optimize
+import scipy.stats
+
+import il2pkpd
+from il2pkpd.io.fits import load_fit, write_fit
+
+from conftest import DATA
+
+TIMES = np.array([0.0, 2.0, 4.0, 8.0])
+
+
+def _dataset(path, n=16, seed=11):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(1, n + 1):
+        y = 10.0 + rng.normal(0, 1.5) + (0.5 + rng.normal(0, 0.2)) * TIMES + rng.normal(0, 0.8, TIMES.size)
+        rows += [{"ID": i, "TIME": t, "DV": v, "EVID": 0, "MDV": 0, "AMT": 0.0, "CMT": 1, "DVID": 1} for t, v in zip(TIMES, y)]
+    table = pd.DataFrame(rows)
+    table.to_csv(path, index=False)
+    return [g.DV.to_numpy() for _, g in table.groupby("ID")]
+
+
+def _ml(ys):
+    def ofv(x):
+        xm = np.column_stack([np.ones_like(TIMES), TIMES])
+        cov = xm @ np.diag(np.exp(x[2:4])) @ xm.T + math.exp(2 * x[4]) * np.eye(TIMES.size)
+        return sum(-2 * scipy.stats.multivariate_normal(xm @ x[:2], cov).logpdf(y) - TIMES.size * math.log(2 * math.pi) for y in ys)
+
+    return scipy.optimize.minimize(ofv, np.array([10.0, 0.5, math.log(2.0), math.log(0.04), 0.0]), method="BFGS", options={"gtol": 1e-9})
+
+
+def test_fit_method_focei_from_a_csv_to_a_fit_folder_and_simulate(tmp_path):
+    ys = _dataset(tmp_path / "data.csv")
+    oracle = _ml(ys)
+    fit = il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei")
+    assert fit.info["ofv"] == pytest.approx(oracle.fun, abs=1e-6)
+    assert fit.estimates["base"] == pytest.approx(oracle.x[0], rel=1e-5)
+    assert fit.estimates["slope"] == pytest.approx(oracle.x[1], rel=1e-5)
+    assert fit.estimates["omega_base"] == pytest.approx(math.exp(oracle.x[2] / 2), rel=1e-4)  # SDs, as model files write them
+    assert fit.estimates["sigma_y"] == pytest.approx(math.exp(oracle.x[4]), rel=1e-4)
+    assert set(fit.summary.columns) >= {"estimate", "se", "rse_percent"} and fit.idata is None
+    assert len(fit.info["ebe"]["eta"]) == 16 and fit.info["covariance_step"]["ok"]
+
+    back = load_fit(write_fit(fit, tmp_path / "fit"), model=DATA / "linear_growth.toml")
+    assert back.estimates == pytest.approx(fit.estimates)
+    sim = il2pkpd.simulate(DATA / "linear_growth.toml", regimen=None, times=[0.0, 4.0], params=back, n_subjects=2, seed=1)
+    assert np.isfinite(np.asarray(sim["y"])).all()
+
+
+def test_cli_fit_method_focei_and_bad_method(tmp_path):
+    _dataset(tmp_path / "data.csv", n=6)
+    args = [sys.executable, "-m", "il2pkpd", "fit", "--model", str(DATA / "linear_growth.toml"), "--data", str(tmp_path / "data.csv")]
+    bad = subprocess.run([*args, "--out", str(tmp_path / "bad"), "--method", "saem"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--method must be one of ['nuts', 'foce', 'focei', 'laplace'], got 'saem'" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    ok = subprocess.run([*args, "--out", str(tmp_path / "fit"), "--method", "focei"], capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    info = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert info["method"] == "focei" and info["solver"]["solver"] == "rodas4" and math.isfinite(info["ofv"])
