@@ -465,6 +465,7 @@ def fit(
     chains: Annotated[int, typer.Option(help="Chains.")] = 4,
     sampler: Annotated[str, typer.Option(help="nutpie (default), pymc, numpyro, blackjax or map (method nuts only).")] = "nutpie",
     method: Annotated[str, typer.Option(help="nuts (the posterior; default), or maximum likelihood: focei, foce or laplace (NONMEM's OFV, SEs).")] = "nuts",
+    sir: Annotated[int, typer.Option(help="With focei/foce/laplace: SIR samples for parameter uncertainty (a fifth kept as draws; 0: none).")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     solver: Annotated[str | None, typer.Option(help=f"ODE solver of the likelihood [default: {_FIT.solver}; {_EST.solver} for focei/foce/laplace].")] = None,
     rtol: Annotated[float | None, typer.Option(help=f"Relative tolerance of the ODE solver [default: {_FIT.rtol:g}; {_EST.rtol:g} for focei/foce/laplace].")] = None,
@@ -491,7 +492,8 @@ def fit(
     console = Console(stderr=True)
     with console.status(f"fitting {m.name} to {data} ({sampler if method == 'nuts' else method}) ..."), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run(m, d, draws=draws, tune=tune, chains=chains, sampler=sampler, seed=seed, options=options, progressbar=False, method=method)
+        result = run(m, d, draws=draws, tune=tune, chains=chains, sampler=sampler, seed=seed, options=options, progressbar=False, method=method,
+                     sir_samples=sir)
     for w in caught:
         if issubclass(w.category, UserWarning):
             typer.echo(f"warning: {w.message}", err=True)

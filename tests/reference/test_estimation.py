@@ -86,3 +86,22 @@ def test_bad_arguments_are_refused_before_any_work(linear_growth):
         estimate(model, subjects, start={"base": float("nan")})
     with pytest.raises(OptionError, match="`method` must be one of"):
         estimate(model, subjects, method="saem")
+
+
+def test_sir_draws_agree_with_the_covariance_step_where_the_likelihood_is_near_normal(linear_growth):
+    """SIR (Dosne et al. 2016) on the linear Gaussian model: the resamples' SDs match the
+    covariance step's MATRIX=R standard errors where the likelihood is near normal (the fixed
+    effects and the residual SD: within 10%; the variances, whose likelihood is skewed, within
+    25%), the importance ratios are even (ESS > half the samples) and the resamples' dOFV
+    stays within the chi-square it should follow."""
+    from il2pkpd.inference.estimation import sir
+
+    subjects, _ = _data(n=40)
+    est = estimate(il2pkpd.build_model(linear_growth), subjects)
+    res = sir(est, n_samples=1000, n_resamples=300, seed=2)
+    se_r = dict(zip(est.table.index, np.sqrt(np.diag(est.covariance_r))))
+    for name, tol in {"base": 0.10, "y_add": 0.10, "slope": 0.25, "omega2_base": 0.25, "omega2_slope": 0.25}.items():
+        assert res["se"][name] == pytest.approx(se_r[name], rel=tol), name
+        assert len(res["draws"][name]) == 300
+    assert res["ess"] > 500 and res["failed_samples"] == 0
+    assert res["dofv_resamples_q95"] < 1.2 * res["chi2_q95"]

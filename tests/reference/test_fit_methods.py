@@ -50,17 +50,22 @@ def _ml(ys):
 def test_fit_method_focei_from_a_csv_to_a_fit_folder_and_simulate(tmp_path):
     ys = _dataset(tmp_path / "data.csv")
     oracle = _ml(ys)
-    fit = il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei")
+    fit = il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sir_samples=100, seed=3)
     assert fit.info["ofv"] == pytest.approx(oracle.fun, abs=1e-6)
     assert fit.estimates["base"] == pytest.approx(oracle.x[0], rel=1e-5)
     assert fit.estimates["slope"] == pytest.approx(oracle.x[1], rel=1e-5)
     assert fit.estimates["omega_base"] == pytest.approx(math.exp(oracle.x[2] / 2), rel=1e-4)  # SDs, as model files write them
     assert fit.estimates["sigma_y"] == pytest.approx(math.exp(oracle.x[4]), rel=1e-4)
-    assert set(fit.summary.columns) >= {"estimate", "se", "rse_percent"} and fit.idata is None
+    assert set(fit.summary.columns) >= {"estimate", "se", "rse_percent"}
     assert len(fit.info["ebe"]["eta"]) == 16 and fit.info["covariance_step"]["ok"]
 
     back = load_fit(write_fit(fit, tmp_path / "fit"), model=DATA / "linear_growth.toml")
     assert back.estimates == pytest.approx(fit.estimates)
+    # SIR resamples are the fit's draws, labelled as what they are
+    assert back.idata["posterior"].attrs["kind"].startswith("SIR resamples")
+    draws = back.population_draws()
+    assert {len(v) for v in draws.values()} == {20} and set(draws) == {"base", "slope", "omega_base", "omega_slope"}
+    assert np.std(draws["base"]) > 0 and fit.info["sir"]["ess"] > 10
     sim = il2pkpd.simulate(DATA / "linear_growth.toml", regimen=None, times=[0.0, 4.0], params=back, n_subjects=2, seed=1)
     assert np.isfinite(np.asarray(sim["y"])).all()
 
@@ -75,3 +80,15 @@ def test_cli_fit_method_focei_and_bad_method(tmp_path):
     assert ok.returncode == 0, ok.stderr
     info = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert info["method"] == "focei" and info["solver"]["solver"] == "rodas4" and math.isfinite(info["ofv"])
+
+
+def test_fit_refuses_settings_of_the_other_method(tmp_path):
+    from il2pkpd.errors import OptionError
+
+    _dataset(tmp_path / "data.csv", n=3)
+    with pytest.raises(OptionError, match=r"`sir_samples` applies to the maximum-likelihood methods"):
+        il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", sir_samples=100)
+    with pytest.raises(OptionError, match=r"`sampler` applies to method='nuts', got sampler='pymc' with method='focei'"):
+        il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sampler="pymc")
+    with pytest.raises(OptionError, match=r"`sir_samples` must be 0 \(none\) or an integer >= 10, got 5"):
+        il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sir_samples=5)

@@ -34,7 +34,7 @@ from ..likelihood import METHODS, MarginalLikelihood, default_error_params
 from ..solver_options import SolverOptions
 from .priors import from_unconstrained, to_unconstrained
 
-__all__ = ["Estimate", "estimate"]
+__all__ = ["Estimate", "estimate", "sir"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -79,6 +79,7 @@ class Estimate:
     iiv_names: list
     obj: np.ndarray
     info: dict = field(default_factory=dict)
+    _scale: object = field(default=None, repr=False)
 
 
 @dataclass
@@ -176,10 +177,7 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     state = {"eta": None, "evals": 0, "iter": 0, "last": None}
 
     def modes_at(u):
-        theta, omega, err = unpack(jnp.asarray(u))
-        modes = ml.modes(np.asarray(theta), np.asarray(omega), {o: {k: float(v) for k, v in p.items()} for o, p in err.items()},
-                         eta0=state["eta"], tol=eta_tol)
-        return modes
+        return ml.modes(*_numpy_population(unpack(jnp.asarray(u))), eta0=state["eta"], tol=eta_tol)
 
     def fun(u):
         state["evals"] += 1
@@ -221,9 +219,9 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     if not res.success:
         warnings.warn(f"{method} estimation did not converge: {res.message} (OFV {ofv:.4f}, max |gradient| {info['gradient_max']:.3g})",
                       Il2pkpdWarning, stacklevel=2)
-    cov, cov_r = None, None
+    cov, cov_r, cov_u = None, None, None
     if covariance:
-        cov, cov_r, info["covariance_step"] = _covariance_step(lambda u: ml.objective_and_gradient(unpack, u, modes_at(u).eta),
+        cov, cov_r, cov_u, info["covariance_step"] = _covariance_step(lambda u: ml.objective_and_gradient(unpack, u, modes_at(u).eta),
                                                                u_hat, jac, natural)
     n_obs = int(np.sum(ml.n_gaussian))
     n_par = len(lay.names)
@@ -233,8 +231,94 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     info["eta_shrinkage_percent"] = {n: float(100 * (1 - np.std(modes.eta[:, k], ddof=1) / math.sqrt(omega_hat[k])))
                                      for k, n in enumerate(ml.iiv_names)} if len(modes.eta) > 1 else {}
     info["wall_time_s"] = time.perf_counter() - t_start
+    def ofv_at(u) -> float:
+        m = ml.modes(*_numpy_population(unpack(jnp.asarray(u))), eta0=modes.eta, tol=eta_tol)
+        return m.ofv
+
     return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov),
-                    covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info)
+                    covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info,
+                    _scale=_EstimationScale(u_hat, cov_u, ofv_at, natural, list(lay.names)))
+
+
+def _numpy_population(population):
+    theta, omega, err = population
+    return np.asarray(theta), np.asarray(omega), {o: {k: float(v) for k, v in p.items()} for o, p in err.items()}
+
+
+@dataclass(frozen=True)
+class _EstimationScale:
+    """What SIR needs from an estimate: the unconstrained optimum and covariance, the OFV
+    there (modes solved again) and the map to natural values."""
+
+    u_hat: np.ndarray
+    cov_u: np.ndarray | None
+    ofv: Callable
+    natural: Callable
+    names: list
+
+
+def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int = 0, proposal: str = "r", inflation: float = 1.0) -> dict:
+    """Parameter uncertainty by sampling importance resampling (Dosne et al. 2016).
+
+    ``n_samples`` parameter vectors are drawn from a multivariate normal proposal centred on
+    the estimate, on the estimation scale, with the covariance step's ``R^-1`` (``proposal="r"``,
+    default: the curvature of the likelihood itself, which keeps the importance ratios even)
+    or ``R^-1 S R^-1`` (``"rsr"``, NONMEM's default matrix, Dosne's proposal) times
+    ``inflation``; each
+    gets the importance ratio ``exp(-dOFV/2) / proposal density``, with ``dOFV`` its OFV (modes
+    solved again) minus the estimate's; ``n_resamples`` are drawn without replacement in
+    proportion to the ratios.
+
+    Returns
+    -------
+    dict
+        ``draws`` (natural-scale values by name, each ``(n_resamples,)``), ``se`` and
+        ``ci95`` (2.5 and 97.5 percentiles) per name, and diagnostics: ``ess`` (effective
+        sample size of the ratios), ``max_weight`` (largest normalised ratio),
+        ``failed_samples`` (OFV not finite: weight 0), ``dofv_resamples_q95`` against
+        ``chi2_q95`` (the 95th percentile of a chi-square with as many degrees of freedom
+        as parameters, which dOFV of resamples should follow when the estimate's
+        uncertainty is well described), and the settings.
+    """
+    import scipy.stats
+
+    scale = est._scale
+    if scale is None or scale.cov_u is None:
+        raise OptionError("SIR needs the covariance step's matrix as its proposal: estimate(..., covariance=True) with a successful step")
+    if proposal not in scale.cov_u:
+        raise OptionError(f"`proposal` must be one of {sorted(scale.cov_u)}, got {proposal!r}")
+    if not (isinstance(inflation, (int, float)) and math.isfinite(inflation) and inflation > 0):
+        raise OptionError(f"`inflation` must be a finite number > 0, got {inflation!r}")
+    for name, v, lo in (("n_samples", n_samples, 2), ("n_resamples", n_resamples, 1)):
+        if int(v) != v or v < lo:
+            raise OptionError(f"`{name}` must be an integer >= {lo}, got {v!r}")
+    if n_resamples >= n_samples:
+        raise OptionError(f"`n_resamples` must be below `n_samples` (resampling is without replacement), got {n_resamples} >= {n_samples}")
+    rng = np.random.default_rng(seed)
+    matrix = proposal
+    proposal = scipy.stats.multivariate_normal(scale.u_hat, inflation * scale.cov_u[matrix], allow_singular=False)
+    samples = proposal.rvs(size=n_samples, random_state=rng).reshape(n_samples, -1)
+    dofv = np.array([scale.ofv(u) for u in samples]) - est.ofv
+    log_w = -0.5 * dofv - proposal.logpdf(samples)
+    ok = np.isfinite(log_w)
+    w = np.zeros(n_samples)
+    w[ok] = np.exp(log_w[ok] - np.max(log_w[ok]))
+    w /= w.sum()
+    n_nonzero = int(np.count_nonzero(w))
+    if n_nonzero < n_resamples:
+        raise OptionError(f"SIR: only {n_nonzero} of {n_samples} samples have a finite OFV, fewer than n_resamples={n_resamples}")
+    picked = rng.choice(n_samples, size=n_resamples, replace=False, p=w)
+    draws = np.array([scale.natural(u) for u in samples[picked]])
+    k = len(scale.names)
+    return {
+        "draws": {n: draws[:, j] for j, n in enumerate(scale.names)},
+        "se": {n: float(np.std(draws[:, j], ddof=1)) for j, n in enumerate(scale.names)},
+        "ci95": {n: np.percentile(draws[:, j], [2.5, 97.5]).tolist() for j, n in enumerate(scale.names)},
+        "ess": float(1.0 / np.sum(w**2)), "max_weight": float(w.max()), "failed_samples": int(np.sum(~ok)),
+        "dofv_resamples_q95": float(np.percentile(dofv[picked], 95)), "chi2_q95": float(scipy.stats.chi2.ppf(0.95, k)),
+        "n_samples": n_samples, "n_resamples": n_resamples, "seed": seed, "inflation": inflation,
+        "proposal": f"multivariate normal, {'R^-1' if matrix == 'r' else 'R^-1 S R^-1'} on the estimation scale (Dosne et al. 2016)",
+    }
 
 
 def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
@@ -251,7 +335,7 @@ def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
     s = (jac_hat / 2.0).T @ (jac_hat / 2.0)
     eig = np.linalg.eigvalsh(r)
     if not eig[0] > 0:
-        return None, None, {"ok": False, "reason": f"R matrix (Hessian of OFV/2) is not positive definite: smallest eigenvalue {eig[0]:.3g}",
+        return None, None, None, {"ok": False, "reason": f"R matrix (Hessian of OFV/2) is not positive definite: smallest eigenvalue {eig[0]:.3g}",
                             "r_eigenvalues": eig.tolist()}
     r_inv = np.linalg.inv(r)
     # delta method to the natural scale: d natural / d u, column by column
@@ -267,7 +351,7 @@ def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
     sd = np.sqrt(np.diag(cov))
     corr = cov / np.outer(sd, sd)
     corr_eig = np.linalg.eigvalsh(corr)
-    return cov, cov_r, {"ok": True, "matrix": "R^-1 S R^-1 (NONMEM MATRIX=RSR); R by central differences of the exact gradient",
+    return cov, cov_r, {"rsr": r_inv @ s @ r_inv, "r": r_inv}, {"ok": True, "matrix": "R^-1 S R^-1 (NONMEM MATRIX=RSR); R by central differences of the exact gradient",
                         "condition_number": float(corr_eig[-1] / corr_eig[0]), "r_eigenvalues": eig.tolist(),
                         "r_matrix_u": r.tolist(), "s_matrix_u": s.tolist()}
 

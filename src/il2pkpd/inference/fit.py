@@ -94,7 +94,7 @@ def _subject_data(data, model, covariates=None) -> SubjectData:
 
 def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sampler: str = "nutpie", seed: int = 0,
         options: SolverOptions | None = None, progressbar: bool = False, predictive_draws: int = 200, covariates=None,
-        method: str = "nuts") -> Fit:
+        method: str = "nuts", sir_samples: int = 0) -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -133,6 +133,11 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         without draws: ``summary`` is the THETA/OMEGA/SIGMA table with standard errors,
         ``estimates`` the point estimates (with ``omega_<name>`` as SDs, for
         ``simulate(params=fit)``), ``info`` the OFV, covariance step, EBEs and diagnostics.
+    sir_samples
+        With a maximum-likelihood ``method``: draw this many SIR samples
+        (:func:`~il2pkpd.inference.estimation.sir`) and keep a fifth of them as resamples,
+        the fit's ``idata["posterior"]`` (labelled as SIR parameter uncertainty, not a
+        Bayesian posterior), which ``simulate(params=fit)`` and sweeps then draw from.
 
     Returns
     -------
@@ -148,10 +153,14 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
 
     if method not in FIT_METHODS:
         raise OptionError(f"`method` must be one of {list(FIT_METHODS)}, got {method!r}")
+    if int(sir_samples) != sir_samples or sir_samples < 0 or 0 < sir_samples < 10:
+        raise OptionError(f"`sir_samples` must be 0 (none) or an integer >= 10, got {sir_samples!r}")
     if method != "nuts":
         if sampler != "nutpie":
             raise OptionError(f"`sampler` applies to method='nuts', got sampler={sampler!r} with method={method!r}")
-        return _fit_by_marginal_likelihood(model, _subject_data(data, model, covariates), method, options, progressbar)
+        return _fit_by_marginal_likelihood(model, _subject_data(data, model, covariates), method, options, progressbar, int(sir_samples), seed)
+    if sir_samples:
+        raise OptionError(f"`sir_samples` applies to the maximum-likelihood methods {list(METHODS)}, not method='nuts'")
     if sampler not in SAMPLERS:
         raise OptionError(f"`sampler` must be one of {list(SAMPLERS)}, got {sampler!r}")
     for name, v in (("draws", draws), ("tune", tune), ("chains", chains)):
@@ -222,28 +231,49 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     return Fit(model.name, summary, info, estimates, idata)
 
 
-def _fit_by_marginal_likelihood(model, subjects: SubjectData, method: str, options, progress: bool) -> Fit:
+def _fit_by_marginal_likelihood(model, subjects: SubjectData, method: str, options, progress: bool, sir_samples: int, seed: int) -> Fit:
     """``fit(method="focei" | "foce" | "laplace")``: :func:`.estimation.estimate` as a :class:`Fit`."""
     from .. import __version__
-    from .estimation import estimate
+    from .estimation import estimate, sir
 
     est = estimate(model, subjects, method=method, options=options, progress=progress)
+    kinds = est.table["kind"]
+    per_observation = {}
+    for name in est.estimates:
+        if kinds[name] == "SIGMA":
+            per_observation.setdefault(name.rsplit("_", 1)[0], []).append(name)
+
+    def fit_name(name: str) -> tuple[str, object]:
+        """The Fit's name of an estimated quantity and the map from the estimate's scale."""
+        if name.startswith("omega2_"):
+            return f"omega_{name[7:]}", np.sqrt  # the SD, as model files and simulate() take it
+        if kinds[name] == "SIGMA":
+            obs, key = name.rsplit("_", 1)
+            return (f"sigma_{obs}" if len(per_observation[obs]) == 1 else f"sigma_{obs}_{key}"), np.asarray
+        return name, np.asarray
+
     estimates = {}
     for name, value in est.estimates.items():
-        if name.startswith("omega2_"):
-            estimates[f"omega_{name[7:]}"] = float(np.sqrt(value))  # the SD, as model files and simulate() take it
-        elif est.table.loc[name, "kind"] == "SIGMA":
-            obs, key = name.rsplit("_", 1)
-            n_keys = sum(1 for n in est.estimates if est.table.loc[n, "kind"] == "SIGMA" and n.rsplit("_", 1)[0] == obs)
-            estimates[f"sigma_{obs}" if n_keys == 1 else f"sigma_{obs}_{key}"] = value
-        else:
-            estimates[name] = value
+        new, transform = fit_name(name)
+        estimates[new] = float(transform(value))
     info = {"il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data_hash": data_hash(subjects),
             "n_subjects": len(subjects), "method": method, "ofv": est.ofv, **{k: v for k, v in est.info.items() if k != "covariance_step"},
             "covariance_step": {k: v for k, v in est.info.get("covariance_step", {}).items() if not k.endswith("_u")},
             "ebe": {"names": est.iiv_names, "subjects": [str(r.subject) for r in subjects.records], "eta": est.eta.tolist()},
             "obj_per_subject": est.obj.tolist()}
-    return Fit(model.name, est.table, info, estimates, None)
+    idata = None
+    if sir_samples:
+        import xarray as xr
+
+        res = sir(est, n_samples=sir_samples, n_resamples=max(2, sir_samples // 5), seed=seed)
+        info["sir"] = {k: v for k, v in res.items() if k != "draws"}
+        data_vars = {}
+        for name, values in res["draws"].items():
+            new, transform = fit_name(name)
+            data_vars[new] = (("chain", "draw"), transform(values)[None, :])
+        label = f"SIR resamples (Dosne et al. 2016) of the {method} estimate: parameter uncertainty, not a Bayesian posterior"
+        idata = xr.DataTree.from_dict({"posterior": xr.Dataset(data_vars, attrs={"kind": label})})
+    return Fit(model.name, est.table, info, estimates, idata)
 
 
 def _require_package(sampler: str) -> None:
