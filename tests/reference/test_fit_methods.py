@@ -92,3 +92,31 @@ def test_fit_refuses_settings_of_the_other_method(tmp_path):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sampler="pymc")
     with pytest.raises(OptionError, match=r"`sir_samples` must be 0 \(none\) or an integer >= 10, got 5"):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sir_samples=5)
+
+
+def test_nuts_starts_from_a_focei_fit(tmp_path):
+    """fit(init=focei_fit): every free variable of the PyMC model gets its starting value from
+    the maximum-likelihood fit (z = eta / omega from the conditional modes)."""
+    from il2pkpd.errors import OptionError
+    from il2pkpd.inference.fit import initial_values
+    from il2pkpd.inference.pymc_model import build_pymc_model
+    from il2pkpd.io.nonmem import read_nonmem_csv
+    from il2pkpd.likelihood import subject_data
+
+    import tomllib
+
+    _dataset(tmp_path / "data.csv", n=5)
+    spec = tomllib.loads((DATA / "linear_growth.toml").read_text())
+    spec["parameters"]["base"]["prior"] = {"dist": "normal", "mean": 10.0, "sd": 10.0}  # sampled by NUTS only with a prior
+    spec["parameters"]["slope"]["prior"] = {"dist": "normal", "mean": 0.5, "sd": 1.0}
+    model = il2pkpd.build_model(spec)
+    subjects = subject_data(model, read_nonmem_csv(tmp_path / "data.csv"))
+    ml_fit = il2pkpd.fit(model, tmp_path / "data.csv", method="focei")
+    init = initial_values(build_pymc_model(model, subjects), ml_fit, subjects)
+    assert set(init) == {"base", "slope", "omega_base", "omega_slope", "z_base", "z_slope", "sigma_y"}
+    assert init["base"] == ml_fit.estimates["base"]
+    eta = np.asarray(ml_fit.info["ebe"]["eta"])
+    np.testing.assert_allclose(init["z_base"], eta[:, 0] / ml_fit.estimates["omega_base"])
+    assert init["sigma_y"] == ml_fit.estimates["sigma_y"]
+    with pytest.raises(OptionError, match="`init` starts NUTS chains; sampler='map'"):
+        il2pkpd.fit(model, tmp_path / "data.csv", sampler="map", init=ml_fit)

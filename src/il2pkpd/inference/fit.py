@@ -24,7 +24,7 @@ from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from ..likelihood import METHODS, SubjectData, subject_data
 from .pymc_model import MAP_GRADIENT_TOL, build_pymc_model, estimated_parameters
 
-__all__ = ["Fit", "fit", "model_hash", "data_hash", "SAMPLERS", "FIT_METHODS"]
+__all__ = ["Fit", "fit", "model_hash", "data_hash", "SAMPLERS", "FIT_METHODS", "initial_values"]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax", "map")
 #: ``fit(method=...)``: the posterior by NUTS (``sampler`` picks the implementation, or "map"),
@@ -94,7 +94,7 @@ def _subject_data(data, model, covariates=None) -> SubjectData:
 
 def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sampler: str = "nutpie", seed: int = 0,
         options: SolverOptions | None = None, progressbar: bool = False, predictive_draws: int = 200, covariates=None,
-        method: str = "nuts", sir_samples: int = 0) -> Fit:
+        method: str = "nuts", sir_samples: int = 0, init: Fit | None = None) -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -133,6 +133,11 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         without draws: ``summary`` is the THETA/OMEGA/SIGMA table with standard errors,
         ``estimates`` the point estimates (with ``omega_<name>`` as SDs, for
         ``simulate(params=fit)``), ``info`` the OFV, covariance step, EBEs and diagnostics.
+    init
+        With ``method="nuts"``: a maximum-likelihood fit of the same model and data
+        (``fit(method="focei")``) whose estimates and conditional modes start every chain
+        (typical values, ``omega_*``, ``sigma_*``, and ``z_<name> = eta / omega`` per subject), so
+        warm-up starts in the bulk of the posterior instead of at the model file's values.
     sir_samples
         With a maximum-likelihood ``method``: draw this many SIR samples
         (:func:`~il2pkpd.inference.estimation.sir`) and keep a fifth of them as resamples,
@@ -161,6 +166,10 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
         return _fit_by_marginal_likelihood(model, _subject_data(data, model, covariates), method, options, progressbar, int(sir_samples), seed)
     if sir_samples:
         raise OptionError(f"`sir_samples` applies to the maximum-likelihood methods {list(METHODS)}, not method='nuts'")
+    if init is not None and sampler == "map":
+        raise OptionError("`init` starts NUTS chains; sampler='map' starts from the model file's values")
+    if init is not None and init.info.get("method") not in METHODS:
+        raise OptionError(f"`init` must be a maximum-likelihood fit (fit(method='focei'|'foce'|'laplace')), got one by {init.info.get('method', init.info.get('sampler'))!r}")
     if sampler not in SAMPLERS:
         raise OptionError(f"`sampler` must be one of {list(SAMPLERS)}, got {sampler!r}")
     for name, v in (("draws", draws), ("tune", tune), ("chains", chains)):
@@ -172,6 +181,7 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     subjects = _subject_data(data, model, covariates)
     t0 = time.perf_counter()
     pmodel = build_pymc_model(model, subjects, options=options)
+    initvals = None if init is None else initial_values(pmodel, init, subjects)
     names = estimated_parameters(model)
     omegas = [f"omega_{p.name}" for p in model.parameters if p.name in names and p.iiv is not None and p.iiv.omega > 0]
     sigmas = [v for v in pmodel.named_vars if v.startswith("sigma_")]
@@ -201,13 +211,13 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     with pmodel:
         if sampler == "nutpie":
             idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="nutpie", random_seed=seed, progressbar=progressbar,
-                              backend="jax", compile_kwargs={"gradient_backend": "jax"})
+                              backend="jax", compile_kwargs={"gradient_backend": "jax"}, initvals=initvals)
         elif sampler in _JAX_SAMPLERS:
             idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler=sampler, random_seed=seed, progressbar=progressbar,
-                              nuts={"chain_method": "vectorized"})
+                              nuts={"chain_method": "vectorized"}, initvals=initvals)
         else:
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed, progressbar=progressbar,
-                              compile_kwargs={"mode": "JAX"})
+                              compile_kwargs={"mode": "JAX"}, initvals=initvals)
         with warnings.catch_warnings():
             # the Potential is the likelihood: the prior group must ignore it, which is what PyMC warns about
             warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
@@ -229,6 +239,33 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     estimates = {k: float(summary.loc[k, "mean"]) for k in var_names}
     info["divergences"] = int(np.asarray(idata["sample_stats"]["diverging"].values).sum()) if "sample_stats" in idata.children else 0
     return Fit(model.name, summary, info, estimates, idata)
+
+
+def initial_values(pmodel, init: Fit, subjects: SubjectData) -> dict[str, object]:
+    """NUTS starting values (the PyMC model's free variables, natural scale) from a
+    maximum-likelihood fit: its estimates by name and ``z_<name> = eta / omega`` from its
+    conditional modes, matched to the subjects by ID.
+
+    Raises
+    ------
+    OptionError
+        The fit's subjects are not the data's (other IDs), or it lacks a free variable.
+    """
+    free = {v.name for v in pmodel.free_RVs}
+    out = {k: float(v) for k, v in init.estimates.items() if k in free}
+    ebe = init.info.get("ebe", {})
+    ids = [str(r.subject) for r in subjects.records]
+    if ebe and ebe.get("subjects") != ids:
+        raise OptionError(f"`init` was fitted to subjects {ebe.get('subjects')[:5]}... and this data has {ids[:5]}...: not the same data")
+    eta = np.asarray(ebe.get("eta", []), dtype=float)
+    for k, name in enumerate(ebe.get("names", [])):
+        z, omega = f"z_{name}", init.estimates.get(f"omega_{name}")
+        if z in free and omega:
+            out[z] = eta[:, k] / omega
+    missing = sorted(free - set(out))
+    if missing:
+        raise OptionError(f"`init` has no value for {missing}: fit the same model by maximum likelihood first")
+    return out
 
 
 def _fit_by_marginal_likelihood(model, subjects: SubjectData, method: str, options, progress: bool, sir_samples: int, seed: int) -> Fit:
