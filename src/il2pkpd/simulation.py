@@ -47,15 +47,16 @@ def check_model(model: Any) -> Model:
 def apply_iiv(kind: str, pop, eta, xp=np):
     """Individual value from a population value and a random effect (broadcasting):
     lognormal ``pop exp(eta)``, normal ``pop + eta``, logit ``sigmoid(logit pop + eta)``;
-    any other kind (no IIV) gives ``pop``. ``xp`` is the array module: NumPy (simulation)
-    or ``jax.numpy`` (the marginal likelihood differentiates it), so there is one transform."""
+    any other kind (no IIV) gives ``pop``. ``xp`` is the array module: NumPy (simulation),
+    ``jax.numpy`` (the marginal and virtual-population likelihoods) or ``pytensor.tensor``
+    (the PyMC model), so the transform is written once."""
     if kind == "lognormal":
         return pop * xp.exp(eta)
     if kind == "normal":
         return pop + eta
     if kind == "logit":
         q = xp.clip(pop, 1e-12, 1 - 1e-12)
-        return 1.0 / (1.0 + xp.exp(-(xp.log(q / (1 - q)) + eta)))
+        return 1.0 / (1.0 + xp.exp(-(xp.log(q) - xp.log1p(-q) + eta)))
     return xp.broadcast_to(pop, xp.broadcast_shapes(xp.shape(pop), xp.shape(eta)))
 
 

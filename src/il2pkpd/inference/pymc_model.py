@@ -23,6 +23,7 @@ import numpy as np
 from ..dosing import Records
 from ..errors import DataFormatError, ModelSpecError
 from ..likelihood import JointLoglik, SubjectData
+from ..simulation import apply_iiv
 from ..solve import SolverOptions
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 
@@ -94,12 +95,7 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
                 omega = pm.HalfNormal(f"omega_{p.name}", sigma=0.5)
                 z = pm.Normal(f"z_{p.name}", 0.0, 1.0, dims="subject")
                 eta = pm.Deterministic(f"eta_{p.name}", omega * z, dims="subject")
-                if p.iiv.kind == "lognormal":
-                    col = pop * pt.exp(eta)
-                elif p.iiv.kind == "normal":
-                    col = pop + eta
-                else:
-                    col = pt.sigmoid(pt.log(pop / (1 - pop)) + eta)
+                col = apply_iiv(p.iiv.kind, pop, eta, xp=pt)
             else:
                 col = pt.zeros((n,)) + pop
             columns.append(col)

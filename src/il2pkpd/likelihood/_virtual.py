@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..dosing import Record, Records
+from ..simulation import apply_iiv
 from ..errors import OptionError
 from ..solve import SolverOptions, build_events, make_batch_solver, stack_events
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
@@ -37,19 +38,7 @@ def individual_theta(model, theta_pop, omegas, z):
     Parameters without IIV (or with omega 0) are the population value for every subject.
     """
     kinds = [p.iiv.kind if p.iiv is not None else "none" for p in model.parameters]
-    cols = []
-    for j, kind in enumerate(kinds):
-        pop, eta = theta_pop[j], omegas[j] * z[:, j]
-        if kind == "lognormal":
-            cols.append(pop * jnp.exp(eta))
-        elif kind == "normal":
-            cols.append(pop + eta)
-        elif kind == "logit":
-            p = jnp.clip(pop, 1e-12, 1 - 1e-12)
-            cols.append(jax.nn.sigmoid(jnp.log(p) - jnp.log1p(-p) + eta))
-        else:
-            cols.append(jnp.broadcast_to(pop, z[:, j].shape))
-    return jnp.stack(cols, axis=1)
+    return jnp.stack([apply_iiv(kind, theta_pop[j], omegas[j] * z[:, j], xp=jnp) for j, kind in enumerate(kinds)], axis=1)
 
 
 class VirtualPopulation:
