@@ -22,6 +22,7 @@ import numpy as np
 
 from ..dosing import Records
 from ..errors import DataFormatError, ModelSpecError
+from ..model import ERROR_MODEL_PARAMETERS
 from ..likelihood import JointLoglik, SubjectData
 from ..simulation import apply_iiv
 from ..solve import SolverOptions
@@ -29,7 +30,7 @@ from ..solver_options import DEFAULT_SOLVER_OPTIONS
 
 __all__ = ["build_pymc_model", "fit_map", "estimated_parameters", "MAP_GRADIENT_TOL"]
 
-_ERROR_KEYS = {"additive": ("add",), "proportional": ("prop",), "combined": ("add", "prop"), "lognormal": ("sigma",)}
+_ERROR_KEYS = ERROR_MODEL_PARAMETERS
 
 
 def estimated_parameters(model) -> list[str]:

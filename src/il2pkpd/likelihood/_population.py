@@ -28,6 +28,7 @@ import numpy as np
 
 from ..dosing import Record, Records
 from ..errors import DataFormatError
+from ..model import ERROR_MODEL_PARAMETERS
 from ..solve import SolverOptions, build_events, make_batch_solver, record_covariates, stack_events, stack_record_covariates
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from ._data import SubjectData, subject_data
@@ -51,7 +52,7 @@ def default_error_params(model) -> dict[str, dict[str, float]]:
     out = {}
     for o in model.observations:
         e = o.error
-        out[o.name] = {k: getattr(e, k) for k in {"additive": ("add",), "proportional": ("prop",), "combined": ("add", "prop"), "lognormal": ("sigma",)}[e.model]}
+        out[o.name] = {k: getattr(e, k) for k in ERROR_MODEL_PARAMETERS[e.model]}
     return out
 
 

@@ -22,10 +22,11 @@ import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
 from ..errors import OptionError
+from ..model import ERROR_MODEL_PARAMETERS
 
 __all__ = ["ERROR_MODELS", "residual_sd", "loglik_observation", "loglik_censored", "check_error_parameters", "observation_information"]
 
-ERROR_MODELS = ("additive", "proportional", "combined", "lognormal")
+ERROR_MODELS = tuple(ERROR_MODEL_PARAMETERS)
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -37,7 +38,7 @@ def check_error_parameters(model: str, **params: float) -> None:
     OptionError
         Unknown model, or a standard deviation that is not finite and > 0.
     """
-    need = {"additive": ("add",), "proportional": ("prop",), "combined": ("add", "prop"), "lognormal": ("sigma",)}
+    need = ERROR_MODEL_PARAMETERS
     if model not in need:
         raise OptionError(f"`error model` must be one of {list(ERROR_MODELS)}, got {model!r}")
     for k in need[model]:

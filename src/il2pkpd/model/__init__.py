@@ -4,6 +4,7 @@ A model is an immutable value built from a mapping (``models/*.toml``) or from P
 """
 
 from ._spec import (
+    ERROR_MODELS as ERROR_MODEL_PARAMETERS,
     ConstantSpec as ConstantSpec,
     CovariateSpec as CovariateSpec,
     ErrorModelSpec as ErrorModelSpec,

@@ -48,6 +48,8 @@ PRIORS: dict[str, tuple[str, ...]] = {
     "uniform": ("lower", "upper"),
 }
 IIV_KINDS = ("lognormal", "normal", "logit")
+#: Residual error models and their parameters: the one table the likelihoods, the PyMC model
+#: and the estimators read (exported as ``il2pkpd.model.ERROR_MODEL_PARAMETERS``).
 ERROR_MODELS: dict[str, tuple[str, ...]] = {
     "additive": ("add",),
     "proportional": ("prop",),
