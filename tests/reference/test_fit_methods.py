@@ -120,3 +120,14 @@ def test_nuts_starts_from_a_focei_fit(tmp_path):
     assert init["sigma_y"] == ml_fit.estimates["sigma_y"]
     with pytest.raises(OptionError, match="`init` starts NUTS chains; sampler='map'"):
         il2pkpd.fit(model, tmp_path / "data.csv", sampler="map", init=ml_fit)
+
+
+def test_focei_fit_reports_pred_ipred_cwres(tmp_path):
+    """The residual table of a FOCE-I fit: one row per observation, CWRES ~ N(0, 1) for data
+    simulated from the model (mean within 4 SE of 0, SD within 30% of 1 for 64 rows)."""
+    _dataset(tmp_path / "data.csv", n=16)
+    fit = il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei")
+    res = pd.DataFrame(fit.info["residuals"])
+    assert list(res.columns) == ["ID", "TIME", "DVID", "DV", "PRED", "IPRED", "IWRES", "CWRES"] and len(res) == 64
+    assert abs(res.CWRES.mean()) < 4 / math.sqrt(64) and 0.7 < res.CWRES.std() < 1.3
+    np.testing.assert_allclose(res.PRED, fit.estimates["base"] + fit.estimates["slope"] * res.TIME)

@@ -193,3 +193,30 @@ def replace_dv(record: Record, factor: float) -> Record:
     from dataclasses import replace
 
     return replace(record, dv=record.dv * factor) if record.evid == 0 and not record.cens and not record.event else record
+
+
+@pytest.mark.parametrize("method", ["focei", "foce"])
+def test_cwres_of_the_linear_gaussian_model_are_the_decorrelated_residuals(method, linear_growth):
+    """CWRES as Hooker et al. (2007) define them (xpose4's ind.cwres): COV^-1/2 (y - E) with
+    COV = G Omega G' + sigma^2 I and E = IPRED - G eta = X beta for this linear model, the
+    symmetric square root from scipy.linalg.sqrtm; PRED = X beta, IWRES = (y - IPRED)/sigma."""
+    import scipy.linalg
+
+    model = il2pkpd.build_model(linear_growth)
+    rng = np.random.default_rng(7)
+    t = np.array([0.0, 1.0, 3.0, 6.0])
+    subjects, ys = [], []
+    for i in range(3):
+        y = 10.0 + rng.normal(0, 2.0) + (0.5 + rng.normal(0, 0.3)) * t + rng.normal(0, 1.0, t.size)
+        subjects.append(Records(tuple(Record(time=float(tt), evid=0, dvid=1, dv=float(v), row=j) for j, (tt, v) in enumerate(zip(t, y))), subject=i + 1))
+        ys.append(y)
+    omega, theta, sigma = np.array([[3.0, 0.2], [0.2, 0.05]]), np.array([9.0, 0.6]), 1.3
+    ml = MarginalLikelihood(model, subjects, method=method)
+    modes = ml.modes(theta, omega, {"y": {"add": sigma}})
+    res = ml.residuals(theta, omega, {"y": {"add": sigma}}, modes.eta)
+    x = np.column_stack([np.ones_like(t), t])
+    cov = x @ omega @ x.T + sigma**2 * np.eye(t.size)
+    for i, y in enumerate(ys):
+        np.testing.assert_allclose(res["CWRES"][i, :4], np.linalg.solve(scipy.linalg.sqrtm(cov).real, y - x @ theta), atol=1e-8)
+        np.testing.assert_allclose(res["PRED"][i, :4], x @ theta, atol=1e-9)
+        np.testing.assert_allclose(res["IWRES"][i, :4], (y - x @ (theta + modes.eta[i])) / sigma, atol=1e-8)

@@ -66,7 +66,9 @@ class Estimate:
         (B,) each subject's OBJ_i.
     info
         Provenance and diagnostics: iterations, evaluations, wall time, convergence message,
-        condition number of the correlation matrix, eta-shrinkage, AIC, BIC, solver settings.
+        condition number of the correlation matrix, eta-shrinkage, AIC, BIC, solver settings,
+        and ``residuals``: ID, TIME, DVID, DV, PRED, IPRED, IWRES, CWRES of every uncensored
+        observation (columns).
     """
 
     method: str
@@ -231,6 +233,8 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     info["eta_shrinkage_percent"] = {n: float(100 * (1 - np.std(modes.eta[:, k], ddof=1) / math.sqrt(omega_hat[k])))
                                      for k, n in enumerate(ml.iiv_names)} if len(modes.eta) > 1 else {}
     info["wall_time_s"] = time.perf_counter() - t_start
+    info["residuals"] = _residual_table(ml, unpack(jnp.asarray(u_hat)), modes.eta)
+
     def ofv_at(u) -> float:
         m = ml.modes(*_numpy_population(unpack(jnp.asarray(u))), eta0=modes.eta, tol=eta_tol)
         return m.ofv
@@ -238,6 +242,21 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov),
                     covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info,
                     _scale=_EstimationScale(u_hat, cov_u, ofv_at, natural, list(lay.names)))
+
+
+def _residual_table(ml: MarginalLikelihood, population, eta) -> dict[str, list]:
+    """PRED, IPRED, IWRES and CWRES (:meth:`MarginalLikelihood.residuals`) of every uncensored
+    observation, as columns (ID, TIME, DVID, DV, ...) in subject then time order."""
+    theta, omega, err = _numpy_population(population)
+    res = ml.residuals(theta, omega, err, eta)
+    obs = ml.joint.observations()
+    i, j = obs["subject"], obs["slot"]
+    keep = ~np.isnan(res["CWRES"][i, j])
+    ids = [str(ml.joint.subjects[k].subject) for k in i[keep]]
+    dvid = [ml.model.observations[k].dvid for k in obs["observation"][keep]]
+    table = {"ID": ids, "TIME": obs["time"][keep].tolist(), "DVID": dvid, "DV": obs["dv"][keep].tolist()}
+    table.update({name: values[i, j][keep].tolist() for name, values in res.items()})
+    return table
 
 
 def _numpy_population(population):
