@@ -86,6 +86,14 @@ def test_bad_arguments_are_refused_before_any_work(linear_growth):
         estimate(model, subjects, start={"base": float("nan")})
     with pytest.raises(OptionError, match="`method` must be one of"):
         estimate(model, subjects, method="saem")
+    with pytest.raises(OptionError, match=r"the starting variance omega2_base must be > 0, got -1.0"):
+        estimate(model, subjects, start={"omega2_base": -1.0})
+    bounded = model.replace(parameters=tuple(p if p.name != "slope" else __import__("dataclasses").replace(p, lower=0.0) for p in model.parameters))
+    with pytest.raises(OptionError, match=r"the starting value of slope must be inside its bounds \(0, inf\), got -0.5"):
+        estimate(bounded, subjects, start={"slope": -0.5})
+    no_iiv = model.replace(parameters=tuple(__import__("dataclasses").replace(p, iiv=None) for p in model.parameters))
+    with pytest.raises(OptionError, match="has none: give a parameter an `iiv`"):
+        estimate(no_iiv, subjects)
 
 
 def test_sir_draws_agree_with_the_covariance_step_where_the_likelihood_is_near_normal(linear_growth):

@@ -90,6 +90,8 @@ def test_fit_refuses_settings_of_the_other_method(tmp_path):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", sir_samples=100)
     with pytest.raises(OptionError, match=r"`sampler` applies to method='nuts', got sampler='pymc' with method='focei'"):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sampler="pymc")
+    with pytest.raises(OptionError, match=r"`draws` applies to method='nuts', got draws=200 with method='focei'"):
+        il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", draws=200)
     with pytest.raises(OptionError, match=r"`sir_samples` must be 0 \(none\) or an integer >= 10, got 5"):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sir_samples=5)
 

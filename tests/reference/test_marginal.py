@@ -154,6 +154,19 @@ def test_foce_refuses_event_and_censored_rows_naming_the_row():
         MarginalLikelihood(_model(), _records(True), method="focei")
 
 
+def test_bad_population_parameters_are_refused():
+    ml = MarginalLikelihood(_model(), _records(False), method="focei")
+    theta, omega = np.array([0.2, 10.0, 0.02]), np.array([[OMEGA2]])
+    with pytest.raises(OptionError, match="`error` has no parameters for observation 'cp'"):
+        ml.modes(theta, omega, {})
+    with pytest.raises(OptionError, match=r"`error\['cp'\]` has \['sigma'\], which a combined error model does not take"):
+        ml.modes(theta, omega, {"cp": {"add": ADD, "prop": PROP, "sigma": 0.1}})
+    with pytest.raises(OptionError, match="`prop` of a combined error model must be a finite number > 0, got 0.0"):
+        ml.modes(theta, omega, {"cp": {"add": ADD, "prop": 0.0}})
+    with pytest.raises(OptionError, match="`omega` must be symmetric positive definite"):
+        ml.modes(theta, np.array([[-0.1]]), {"cp": {"add": ADD, "prop": PROP}})
+
+
 def test_bad_method_and_solver_are_refused():
     with pytest.raises(OptionError, match="`method` must be one of"):
         MarginalLikelihood(_model(), _records(False), method="saem")

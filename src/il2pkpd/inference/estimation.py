@@ -157,6 +157,15 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         if not (isinstance(val, (int, float)) and math.isfinite(val)):
             raise OptionError(f"`start[{key!r}]` must be a finite number, got {val!r}")
         values0[key] = float(val)
+    for i, name in enumerate(lay.names):
+        val = values0[name]
+        if i < len(lay.theta_index):
+            lo, hi = lay.theta_bounds[i]["lower"], lay.theta_bounds[i]["upper"]
+            if not lo < val < hi:
+                raise OptionError(f"the starting value of {name} must be inside its bounds ({lo:g}, {hi:g}), got {val!r}: set start[{name!r}]")
+        elif not val > 0:
+            what = "variance" if name.startswith("omega2_") else "residual error parameter"
+            raise OptionError(f"the starting {what} {name} must be > 0, got {val!r} (from the model file): set start[{name!r}]")
     n_theta, n_k = len(lay.theta_index), len(ml.iiv_names)
     base_theta = jnp.asarray([p.value for p in model.parameters], dtype=float)
 
@@ -174,9 +183,14 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         return np.concatenate([np.asarray(theta)[lay.theta_index], np.diag(np.asarray(omega)),
                                [float(err[o][k]) for o, k in lay.error_keys]])
 
+    def log_jacobian(u) -> float:
+        """log |d natural / d u|: the typical values' transforms, then exp for the rest."""
+        u = np.asarray(u, dtype=float)
+        return float(sum(float(from_unconstrained(b, u[i])[1]) for i, b in enumerate(lay.theta_bounds)) + np.sum(u[n_theta:]))
+
     u0 = np.concatenate([[float(to_unconstrained(b, values0[lay.names[i]])) for i, b in enumerate(lay.theta_bounds)],
                          [math.log(values0[n]) for n in lay.names[n_theta:]]])
-    state = {"eta": None, "evals": 0, "iter": 0, "last": None}
+    state = {"eta": None, "evals": 0, "iter": 0, "last": None, "unconverged": 0}
 
     def modes_at(u):
         return ml.modes(*_numpy_population(unpack(jnp.asarray(u))), eta0=state["eta"], tol=eta_tol)
@@ -190,6 +204,8 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
             last = state["last"]
             return (last[0] + 1e6, -last[1]) if last is not None else (np.inf, np.zeros_like(u))
         state["eta"] = modes.eta
+        # the gradient assumes d l / d eta = 0 at the modes: counted where it does not hold
+        state["unconverged"] += int(not modes.converged.all())
         obj, jac = ml.objective_and_gradient(unpack, u, modes.eta)
         g = jac.sum(axis=0)
         state["last"] = (float(np.sum(obj)), g)
@@ -217,7 +233,12 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     nat = natural(u_hat)
     info = {"method": method, "description": METHODS[method].description, "converged": bool(res.success), "message": str(res.message),
             "iterations": int(res.nit), "evaluations": state["evals"], "gradient_max": float(np.max(np.abs(jac.sum(axis=0)))),
-            "modes_converged": bool(modes.converged.all()), "solver": vars(ml.options).copy()}
+            "modes_converged": bool(modes.converged.all()), "evaluations_with_unconverged_modes": state["unconverged"],
+            "solver": vars(ml.options).copy()}
+    if not modes.converged.all():
+        bad = [str(ml.joint.subjects[i].subject) for i in np.flatnonzero(~modes.converged)]
+        warnings.warn(f"{method}: the conditional modes of subjects {bad[:10]} did not converge at the estimate (Newton decrement "
+                      f"above {eta_tol:g}): their OBJ, the gradient and the covariance step are approximate there", Il2pkpdWarning, stacklevel=2)
     if not res.success:
         warnings.warn(f"{method} estimation did not converge: {res.message} (OFV {ofv:.4f}, max |gradient| {info['gradient_max']:.3g})",
                       Il2pkpdWarning, stacklevel=2)
@@ -241,7 +262,7 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
 
     return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov),
                     covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info,
-                    _scale=_EstimationScale(u_hat, cov_u, ofv_at, natural, list(lay.names)))
+                    _scale=_EstimationScale(u_hat, cov_u, ofv_at, natural, log_jacobian, list(lay.names)))
 
 
 def _residual_table(ml: MarginalLikelihood, population, eta) -> dict[str, list]:
@@ -273,6 +294,7 @@ class _EstimationScale:
     cov_u: np.ndarray | None
     ofv: Callable
     natural: Callable
+    log_jacobian: Callable
     names: list
 
 
@@ -284,8 +306,9 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
     default: the curvature of the likelihood itself, which keeps the importance ratios even)
     or ``R^-1 S R^-1`` (``"rsr"``, NONMEM's default matrix, Dosne's proposal) times
     ``inflation``; each
-    gets the importance ratio ``exp(-dOFV/2) / proposal density``, with ``dOFV`` its OFV (modes
-    solved again) minus the estimate's; ``n_resamples`` are drawn without replacement in
+    gets the importance ratio ``exp(-dOFV/2) |d natural / d u| / proposal density`` (the
+    likelihood with a flat prior on the natural scale, as on NONMEM's), with ``dOFV`` its OFV
+    (modes solved again) minus the estimate's; ``n_resamples`` are drawn without replacement in
     proportion to the ratios.
 
     Returns
@@ -318,7 +341,9 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
     proposal = scipy.stats.multivariate_normal(scale.u_hat, inflation * scale.cov_u[matrix], allow_singular=False)
     samples = proposal.rvs(size=n_samples, random_state=rng).reshape(n_samples, -1)
     dofv = np.array([scale.ofv(u) for u in samples]) - est.ofv
-    log_w = -0.5 * dofv - proposal.logpdf(samples)
+    # the target is the likelihood with a flat prior on the natural scale (as NONMEM's
+    # parameters): on the estimation scale that carries the Jacobian |d natural / d u|
+    log_w = -0.5 * dofv + np.array([scale.log_jacobian(u) for u in samples]) - proposal.logpdf(samples)
     ok = np.isfinite(log_w)
     w = np.zeros(n_samples)
     w[ok] = np.exp(log_w[ok] - np.max(log_w[ok]))
@@ -350,6 +375,8 @@ def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
         up[j] += h
         dn[j] -= h
         r[:, j] = (obj_and_jac(up)[1].sum(axis=0) - obj_and_jac(dn)[1].sum(axis=0)) / (2 * h) / 2.0
+    if not np.all(np.isfinite(r)):
+        return None, None, None, {"ok": False, "reason": "the objective's gradient is not finite next to the estimate (a failed solve or a singular conditional Hessian)"}
     r = 0.5 * (r + r.T)
     s = (jac_hat / 2.0).T @ (jac_hat / 2.0)
     eig = np.linalg.eigvalsh(r)

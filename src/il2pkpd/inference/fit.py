@@ -161,8 +161,11 @@ def fit(model, data, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sa
     if int(sir_samples) != sir_samples or sir_samples < 0 or 0 < sir_samples < 10:
         raise OptionError(f"`sir_samples` must be 0 (none) or an integer >= 10, got {sir_samples!r}")
     if method != "nuts":
-        if sampler != "nutpie":
-            raise OptionError(f"`sampler` applies to method='nuts', got sampler={sampler!r} with method={method!r}")
+        nuts_only = {"sampler": (sampler, "nutpie"), "draws": (draws, 1000), "tune": (tune, 1000), "chains": (chains, 4),
+                     "predictive_draws": (predictive_draws, 200), "init": (init, None)}
+        for name, (given, default) in nuts_only.items():
+            if given is not default and given != default:
+                raise OptionError(f"`{name}` applies to method='nuts', got {name}={given!r} with method={method!r}")
         return _fit_by_marginal_likelihood(model, _subject_data(data, model, covariates), method, options, progressbar, int(sir_samples), seed)
     if sir_samples:
         raise OptionError(f"`sir_samples` applies to the maximum-likelihood methods {list(METHODS)}, not method='nuts'")
@@ -302,6 +305,10 @@ def _fit_by_marginal_likelihood(model, subjects: SubjectData, method: str, optio
     if sir_samples:
         import xarray as xr
 
+        if est.covariance is None:
+            warnings.warn(f"no SIR: it samples from the covariance step's matrix, and the step failed "
+                          f"({info['covariance_step'].get('reason')}); the fit has the estimate only", Il2pkpdWarning, stacklevel=3)
+            return Fit(model.name, est.table, {**info, "sir": {"ok": False, "reason": "covariance step failed"}}, estimates, None)
         res = sir(est, n_samples=sir_samples, n_resamples=max(2, sir_samples // 5), seed=seed)
         info["sir"] = {k: v for k, v in res.items() if k != "draws"}
         data_vars = {}

@@ -50,7 +50,8 @@ from ..errors import OptionError
 from ..simulation import apply_iiv
 from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
 from ._population import JointLoglik
-from ._residual import observation_information, residual_sd
+from ..model import ERROR_MODEL_PARAMETERS
+from ._residual import check_error_parameters, observation_information, residual_sd
 
 __all__ = ["METHODS", "MarginalLikelihood", "Modes"]
 
@@ -156,6 +157,8 @@ class MarginalLikelihood:
         joint = self.joint
         self.iiv = [(j, p.iiv.kind) for j, p in enumerate(model.parameters) if p.iiv is not None]
         self.iiv_names = [model.parameters[j].name for j, _ in self.iiv]
+        if not self.iiv:
+            raise OptionError(f"method {method!r} integrates random effects out, but model {model.name!r} has none: give a parameter an `iiv`")
         other = (joint._kind == 2) | ((joint._kind == 1) & (joint._cens != 0))
         if not self.method.exact_hessian and other.any():
             i, j = np.argwhere(other)[0]
@@ -293,7 +296,22 @@ class MarginalLikelihood:
         n_b, n_k = self.n_subjects, len(self.iiv)
         if omega.shape != (n_k, n_k):
             raise OptionError(f"`omega` must be ({n_k}, {n_k}) for the random effects {self.iiv_names}, got shape {omega.shape}")
-        chol = np.linalg.cholesky(omega)  # raises on a matrix that is not positive definite
+        if theta.shape != (len(self.model.parameters),):
+            raise OptionError(f"`theta` must have one value per model parameter ({len(self.model.parameters)}), got shape {theta.shape}")
+        if eta0 is not None and np.shape(eta0) != (n_b, n_k):
+            raise OptionError(f"`eta0` must be ({n_b}, {n_k}), got shape {np.shape(eta0)}")
+        if not np.all(np.isfinite(omega)):
+            raise OptionError(f"`omega` must be finite, got {omega.tolist()}")
+        if not (np.allclose(omega, omega.T) and np.linalg.eigvalsh(omega)[0] > 0):
+            raise OptionError(f"`omega` must be symmetric positive definite, got eigenvalues {np.linalg.eigvalsh(0.5 * (omega + omega.T)).tolist()}")
+        for spec in self.model.observations:
+            if spec.name not in error:
+                raise OptionError(f"`error` has no parameters for observation {spec.name!r}; observations: {[o.name for o in self.model.observations]}")
+            extra = set(error[spec.name]) - set(ERROR_MODEL_PARAMETERS[spec.error.model])
+            if extra:
+                raise OptionError(f"`error[{spec.name!r}]` has {sorted(extra)}, which a {spec.error.model} error model does not take")
+            check_error_parameters(spec.error.model, **{k: float(v) for k, v in error[spec.name].items()})
+        chol = np.linalg.cholesky(omega)
         omega_inv = jnp.asarray(np.linalg.inv(omega))
         log_det_omega = 2.0 * float(np.sum(np.log(np.diag(chol))))
         err = {o: {k: jnp.asarray(float(v)) for k, v in p.items()} for o, p in error.items()}
@@ -432,9 +450,8 @@ class MarginalLikelihood:
         solution's derivatives: second order for FOCE/FOCE-I, third for Laplace). Not a
         finite difference anywhere.
         """
-        key = id(unpack)
-        if getattr(self, "_grad_key", None) != key:
-            self._grad_key = key
+        if getattr(self, "_grad_unpack", None) is not unpack:  # the function itself is kept: an id could be reused
+            self._grad_unpack = unpack
             self._grad_fn = jax.jit(lambda u, eta: self._objective_and_gradient(unpack, u, eta))
         obj, jac = self._grad_fn(jnp.asarray(u, dtype=float), jnp.asarray(eta, dtype=float))
         return np.asarray(obj), np.asarray(jac)
