@@ -206,8 +206,7 @@ class MarginalLikelihood:
         parameter without IIV never moves, and leaving it out cut the theophylline gradient's
         tangents from 121 to 9) and the status of the solve at ``phi``."""
         free = jnp.asarray(self._varying)
-        n_f = len(self._varying)
-        basis = jnp.zeros((n_f, *phi.shape)).at[jnp.arange(n_f), :, free].set(1.0)
+        basis = _subject_basis(phi.shape, self._varying)
 
         def value(x):
             outs, states, _ = self._solve_phi(x)
@@ -255,9 +254,8 @@ class MarginalLikelihood:
         ``eta`` (the exact Hessian with ``exact``). Each subject depends on its own ``eta`` only, so one
         tangent per random effect (the same for every subject) gives every subject's own
         derivative."""
-        n_k = eta.shape[1]
         sd_pred = self._sd_pred(theta, error, eta)
-        basis = jnp.broadcast_to(jnp.eye(n_k)[:, None, :], (n_k, *eta.shape))
+        basis = _subject_basis(eta.shape)
 
         def data(e):
             d, pred, _ = self._data(theta, e, error, sd_pred, solve)
@@ -421,8 +419,7 @@ class MarginalLikelihood:
     def _residual_terms_fn(self, theta, error, eta):
         """Predictions at eta = 0 and at ``eta``, their derivatives G (B, O, K) and the residual
         SDs (B, O) on each row's scale (log for a log-normal error)."""
-        n_k = eta.shape[1]
-        basis = jnp.broadcast_to(jnp.eye(n_k)[:, None, :], (n_k, *eta.shape))
+        basis = _subject_basis(eta.shape)
         pred0 = self._data(theta, jnp.zeros_like(eta), error, None)[1]
 
         def pred(e):
@@ -464,8 +461,7 @@ class MarginalLikelihood:
     def _objective_and_gradient(self, unpack, u, eta):
         theta, omega, err = unpack(u)
         omega_inv = jnp.linalg.inv(omega)
-        n_k = eta.shape[1]
-        basis = jnp.broadcast_to(jnp.eye(n_k)[:, None, :], (n_k, *eta.shape))
+        basis = _subject_basis(eta.shape)
         # FOCE/FOCE-I need the solution's derivatives to second order at the modes: one
         # twice-nested solve gives them all, and the rest is algebra on its Taylor polynomial
         # (exact to that order). Laplace's Hessian is itself second order, so its gradient
@@ -487,6 +483,15 @@ class MarginalLikelihood:
         obj = phi(u)
         status = (solve or self._solve_phi)(self.individual(theta, eta))[2]
         return jnp.where(status == 0, obj, jnp.inf), jax.jacfwd(phi)(u)
+
+
+def _subject_basis(shape, columns=None):
+    """Tangents (C, B, K) for forward-mode derivatives of a batch whose subjects are
+    independent: tangent ``c`` moves column ``columns[c]`` (default every column) of every
+    subject at once, which gives each subject its own derivative in one pass."""
+    columns = list(range(shape[1])) if columns is None else list(columns)
+    eye = jnp.eye(shape[1])[jnp.asarray(columns, dtype=int)]
+    return jnp.broadcast_to(eye[:, None, :], (len(columns), *shape))
 
 
 def _newton_step(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
