@@ -113,3 +113,88 @@ def test_sir_draws_agree_with_the_covariance_step_where_the_likelihood_is_near_n
         assert len(res["draws"][name]) == 300
     assert res["ess"] > 500 and res["failed_samples"] == 0
     assert res["dofv_resamples_q95"] < 1.2 * res["chi2_q95"]
+
+
+def test_map_focei_is_the_posterior_mode_of_the_exact_marginal_likelihood(linear_growth):
+    """MAP-FOCE-I (``priors=True``) on the linear Gaussian model is the mode of the exact
+    marginal likelihood times the priors: SciPy's minimum of ``-2 log L - 2 log p`` with the
+    priors written with scipy.stats (normal on the typical values as the model gives them,
+    half-normal(0.5) on each omega SD, half-normal(2 x file value) on the residual SD)."""
+    subjects, designs = _data(n=8, seed=11)
+    spec = {**linear_growth, "parameters": {**linear_growth["parameters"]}}
+    spec["parameters"]["base"] = {**spec["parameters"]["base"], "prior": {"dist": "normal", "mean": 8.0, "sd": 0.5}}
+    spec["parameters"]["slope"] = {**spec["parameters"]["slope"], "prior": {"dist": "normal", "mean": 0.4, "sd": 0.05}}
+    model = il2pkpd.build_model(spec)
+    fit = estimate(model, subjects, method="focei", priors=True)
+
+    def penalised(x):
+        sd_base, sd_slope, sigma = math.exp(x[2] / 2), math.exp(x[3] / 2), math.exp(x[4])
+        logp = (scipy.stats.norm(8.0, 0.5).logpdf(x[0]) + scipy.stats.norm(0.4, 0.05).logpdf(x[1]) + scipy.stats.halfnorm(scale=0.5).logpdf(sd_base)
+                + scipy.stats.halfnorm(scale=0.5).logpdf(sd_slope) + scipy.stats.halfnorm(scale=2.0).logpdf(sigma))
+        return _ofv(x, designs) - 2 * logp
+
+    oracle = scipy.optimize.minimize(penalised, np.array([9.0, 0.45, math.log(0.25), math.log(0.01), 0.0]), method="BFGS", options={"gtol": 1e-9})
+    x = oracle.x
+    expected = {"base": x[0], "slope": x[1], "omega2_base": math.exp(x[2]), "omega2_slope": math.exp(x[3]), "y_add": math.exp(x[4])}
+    assert fit.info["converged"] and fit.info["priors"] and fit.info["flat_prior"] == []
+    assert fit.info["objective"] == pytest.approx(oracle.fun, abs=1e-5)
+    assert fit.ofv == pytest.approx(_ofv(x, designs), abs=1e-4)  # the OFV is still the likelihood's
+    for name, value in expected.items():
+        assert fit.estimates[name] == pytest.approx(value, rel=1e-4), name
+    assert fit.info["covariance_step"]["matrix"].startswith("R^-1 (the curvature")
+
+
+def test_restarts_reach_the_same_minimum_and_are_reported(linear_growth):
+    """Perturbed restarts (PsN -retries): every run ends at SciPy's maximum-likelihood OFV
+    for this model with one minimum, and the report lists each with its start."""
+    subjects, designs = _data(n=10, seed=3)
+    model = il2pkpd.build_model(linear_growth)
+    fit = estimate(model, subjects, restarts=2, perturbation=0.3, seed=4, covariance=False)
+    oracle = scipy.optimize.minimize(_ofv, np.array([10.0, 0.5, math.log(4.0), math.log(0.09), 0.0]), args=(designs,), method="BFGS",
+                                     options={"gtol": 1e-9})
+    runs = fit.info["restarts"]
+    assert len(runs) == 3 and runs[0]["start"]["base"] == 10.0 and runs[1]["start"] != runs[2]["start"]
+    for run in runs:
+        assert run["objective"] == pytest.approx(oracle.fun, abs=1e-5)
+    for name, lo, hi in (("base", 7.0, 13.0), ("omega2_base", 4.0 * 0.7, 4.0 * 1.3)):
+        assert all(lo <= r["start"][name] <= hi for r in runs)
+    from il2pkpd.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"`restarts` must be an integer >= 0, got -1"):
+        estimate(model, subjects, restarts=-1)
+
+
+def test_eps_shrinkage_and_iwres_match_the_closed_form_conditional_means(linear_growth):
+    """For the linear Gaussian model the conditional modes are the BLUPs
+    ``Omega X' V^-1 (y - X beta)``; IWRES = (y - X (beta + eta)) / sigma and
+    epsilon-shrinkage = 100 (1 - SD(IWRES)) follow in NumPy, independent of the estimator."""
+    subjects, designs = _data(n=12, seed=8)
+    est = estimate(il2pkpd.build_model(linear_growth), subjects, covariance=False)
+    beta = np.array([est.estimates["base"], est.estimates["slope"]])
+    omega = np.diag([est.estimates["omega2_base"], est.estimates["omega2_slope"]])
+    sigma = est.estimates["y_add"]
+    iwres = []
+    for t, y in designs:
+        xm = np.column_stack([np.ones_like(t), t])
+        v = xm @ omega @ xm.T + sigma**2 * np.eye(t.size)
+        eta = omega @ xm.T @ np.linalg.solve(v, y - xm @ beta)
+        iwres.append((y - xm @ (beta + eta)) / sigma)
+    iwres = np.concatenate(iwres)
+    np.testing.assert_allclose(est.info["residuals"]["IWRES"], iwres, atol=1e-6)
+    assert est.info["eps_shrinkage_percent"]["y"] == pytest.approx(100 * (1 - np.std(iwres, ddof=1)), abs=1e-4)
+
+
+def test_error_parameters_of_observations_without_rows_are_held_and_said(linear_growth):
+    """A second observation type with no rows in the data: its residual SD is not estimated
+    (a flat direction), it is reported as held, and the estimate equals the one-observation
+    model's (the same likelihood)."""
+    subjects, _ = _data(n=8, seed=2)
+    spec = {**linear_growth, "observations": {**linear_growth["observations"],
+                                              "y2": {"output": "y", "dvid": 2, "error": {"model": "proportional", "prop": 0.2}}}}
+    two = estimate(il2pkpd.build_model(spec), subjects, covariance=True)
+    one = estimate(il2pkpd.build_model(linear_growth), subjects, covariance=True)
+    assert "y2_prop" not in two.estimates and two.info["not_estimated"]["y2_prop"]["value"] == 0.2
+    assert two.info["covariance_step"]["ok"]
+    assert two.ofv == pytest.approx(one.ofv, abs=1e-8)
+    for name, value in one.estimates.items():
+        assert two.estimates[name] == pytest.approx(value, rel=1e-8)

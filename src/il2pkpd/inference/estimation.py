@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
@@ -95,6 +96,18 @@ class _Layout:
     kinds: list  # THETA / OMEGA / SIGMA
 
 
+def _observed_error_params(model, ml: MarginalLikelihood, error0: dict) -> tuple[dict, dict]:
+    """The residual error parameters the data inform (observations with at least one row)
+    and those held at the model file's values (no rows: estimating them is a flat direction
+    of the objective, and the covariance step would fail on it), with the reason."""
+    joint = ml.joint
+    held = {}
+    for k, spec in enumerate(model.observations):
+        if not np.any((joint._kind == 1) & (joint._obs_k == k)):
+            held[spec.name] = error0[spec.name]
+    return {o: p for o, p in error0.items() if o not in held}, held
+
+
 def _layout(model, ml: MarginalLikelihood, error0: dict) -> _Layout:
     index, bounds, names, kinds = [], [], [], []
     for j, p in enumerate(model.parameters):
@@ -115,7 +128,8 @@ def _layout(model, ml: MarginalLikelihood, error0: dict) -> _Layout:
 
 
 def estimate(model, data, method: str = "focei", *, options: SolverOptions | None = None, start: dict | None = None,
-             eta_tol: float = 1e-10, max_iter: int = 500, covariance: bool = True, progress: bool | Callable = False) -> Estimate:
+             eta_tol: float = 1e-10, max_iter: int = 500, covariance: bool = True, progress: bool | Callable = False,
+             priors: bool = False, restarts: int = 0, perturbation: float = 0.2, seed: int = 0) -> Estimate:
     """Estimate population parameters by maximum likelihood (FOCE, FOCE-I or Laplace).
 
     Parameters
@@ -140,12 +154,29 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     progress
         ``True`` prints one line per iteration (iteration, OFV, gradient norm); a callable
         receives ``(iteration, ofv, grad_norm)``.
+    priors
+        MAP-FOCE-I (NONMEM's ``$PRIOR`` analogue): minimise ``OFV - 2 log p(parameters)`` with
+        the model file's priors on typical values (a parameter without one has a flat
+        prior, listed in ``info["flat_prior"]``), :data:`~.priors.OMEGA_PRIOR` on each IIV SD
+        and :func:`~.priors.sigma_prior` on each residual parameter: the densities of the
+        NUTS fit, on the scale the model file writes them (omega as an SD). ``Estimate.ofv``
+        stays the OFV; ``info["objective"]`` is the penalised value. The covariance is then
+        ``R^-1`` (the posterior's curvature; a sandwich has no meaning with a prior).
+    restarts
+        Estimate again from this many perturbed starts (each starting value times
+        ``1 + U(-perturbation, perturbation)``, as PsN's ``-retries``; seeded by ``seed``) and
+        keep the lowest objective; every run's OFV is in ``info["restarts"]``.
     """
     if method not in METHODS:
         raise OptionError(f"`method` must be one of {sorted(METHODS)}, got {method!r}")
     t_start = time.perf_counter()
+    if int(restarts) != restarts or restarts < 0:
+        raise OptionError(f"`restarts` must be an integer >= 0, got {restarts!r}")
+    if not (isinstance(perturbation, (int, float)) and 0 < perturbation < 1):
+        raise OptionError(f"`perturbation` must be a number in (0, 1), got {perturbation!r}")
     ml = MarginalLikelihood(model, data, method=method, options=options)
-    error0 = default_error_params(model)
+    error_file = default_error_params(model)
+    error0, held = _observed_error_params(model, ml, error_file)
     lay = _layout(model, ml, error0)
     if not lay.names:
         raise OptionError(f"model {model.name!r} has nothing to estimate: every parameter is fixed and there is no IIV or error model")
@@ -173,7 +204,7 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         nat = [from_unconstrained(b, u[i])[0] for i, b in enumerate(lay.theta_bounds)]
         theta = base_theta.at[jnp.asarray(lay.theta_index, dtype=int)].set(jnp.stack(nat)) if nat else base_theta
         omega = jnp.diag(jnp.exp(u[n_theta:n_theta + n_k]))
-        err = {o: {} for o in error0}
+        err = {o: {k: jnp.asarray(v) for k, v in p.items()} for o, p in held.items()} | {o: {} for o in error0}
         for i, (o, k) in enumerate(lay.error_keys):
             err[o][k] = jnp.exp(u[n_theta + n_k + i])
         return theta, omega, err
@@ -188,12 +219,26 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         u = np.asarray(u, dtype=float)
         return float(sum(float(from_unconstrained(b, u[i])[1]) for i, b in enumerate(lay.theta_bounds)) + np.sum(u[n_theta:]))
 
-    u0 = np.concatenate([[float(to_unconstrained(b, values0[lay.names[i]])) for i, b in enumerate(lay.theta_bounds)],
-                         [math.log(values0[n]) for n in lay.names[n_theta:]]])
+    def to_u(values: dict) -> np.ndarray:
+        return np.concatenate([[float(to_unconstrained(b, values[lay.names[i]])) for i, b in enumerate(lay.theta_bounds)],
+                               [math.log(values[n]) for n in lay.names[n_theta:]]])
+
+    u0 = to_u(values0)
+    penalty, info_prior = _prior_penalty(model, lay, natural_jax=lambda u: _natural_jax(unpack, lay, u), error_file=error_file) if priors else (None, {})
     state = {"eta": None, "evals": 0, "iter": 0, "last": None, "unconverged": 0}
 
     def modes_at(u):
         return ml.modes(*_numpy_population(unpack(jnp.asarray(u))), eta0=state["eta"], tol=eta_tol)
+
+    def objective_and_subject_gradients(u, eta):
+        """The objective (OFV, plus the prior's -2 log density with ``priors``), its gradient,
+        and each subject's OBJ_i and gradient."""
+        obj, jac = ml.objective_and_gradient(unpack, u, eta)
+        total, g = float(np.sum(obj)), jac.sum(axis=0)
+        if penalty is not None:
+            pv, pg = penalty(jnp.asarray(u, dtype=float))
+            total, g = total + float(pv), g + np.asarray(pg)
+        return total, g, obj, jac
 
     def fun(u):
         state["evals"] += 1
@@ -206,15 +251,9 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         state["eta"] = modes.eta
         # the gradient assumes d l / d eta = 0 at the modes: counted where it does not hold
         state["unconverged"] += int(not modes.converged.all())
-        obj, jac = ml.objective_and_gradient(unpack, u, modes.eta)
-        g = jac.sum(axis=0)
-        state["last"] = (float(np.sum(obj)), g)
-        return float(np.sum(obj)), g
-
-    first = fun(u0)
-    if not np.isfinite(first[0]):
-        raise OptionError(f"the {method} objective is not finite at the starting values {dict(zip(lay.names, natural(u0)))}: "
-                          "a solve failed or a subject's conditional Hessian is singular; give other `start` values")
+        total, g, _, _ = objective_and_subject_gradients(u, modes.eta)
+        state["last"] = (total, g)
+        return total, g
 
     def callback(intermediate):
         state["iter"] += 1
@@ -222,19 +261,55 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         if callable(progress):
             progress(state["iter"], ofv, float(np.max(np.abs(g))))
         elif progress:
-            print(f"iteration {state['iter']:4d}  OFV {ofv:.6f}  |gradient| {np.max(np.abs(g)):.3g}", flush=True)
+            print(f"iteration {state['iter']:4d}  {'objective' if priors else 'OFV'} {ofv:.6f}  |gradient| {np.max(np.abs(g)):.3g}", flush=True)
 
-    res = scipy.optimize.minimize(fun, u0, jac=True, method="L-BFGS-B", callback=callback,
-                                  options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-6})
+    def optimise(u_start, label: str):
+        state.update(eta=None, last=None)
+        first = fun(u_start)
+        if not np.isfinite(first[0]):
+            raise OptionError(f"the {method} objective is not finite at the {label} {dict(zip(lay.names, natural(u_start)))}: "
+                              "a solve failed or a subject's conditional Hessian is singular; give other `start` values")
+        return scipy.optimize.minimize(fun, u_start, jac=True, method="L-BFGS-B", callback=callback,
+                                       options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-6})
+
+    res = optimise(u0, "starting values")
+    runs = [{"start": dict(zip(lay.names, natural(u0).tolist())), "objective": float(res.fun), "converged": bool(res.success)}]
+    rng = np.random.default_rng(seed)
+    for r in range(int(restarts)):
+        values = dict(values0)
+        for i, name in enumerate(lay.names):
+            trial = values0[name] * (1.0 + rng.uniform(-perturbation, perturbation))
+            inside = lay.theta_bounds[i]["lower"] < trial < lay.theta_bounds[i]["upper"] if i < n_theta else trial > 0
+            values[name] = trial if inside else values0[name]
+        if progress is True:
+            print(f"restart {r + 1} of {restarts}", flush=True)
+        try:
+            other = optimise(to_u(values), f"restart {r + 1}'s perturbed start")
+        except OptionError as exc:
+            runs.append({"start": values, "objective": math.inf, "converged": False, "error": str(exc)})
+            continue
+        runs.append({"start": values, "objective": float(other.fun), "converged": bool(other.success)})
+        if other.fun < res.fun:
+            res = other
+    state["eta"] = None
     u_hat = res.x
     modes = modes_at(u_hat)
-    obj, jac = ml.objective_and_gradient(unpack, u_hat, modes.eta)
+    objective, g_hat, obj, jac = objective_and_subject_gradients(u_hat, modes.eta)
     ofv = float(np.sum(obj))
     nat = natural(u_hat)
     info = {"method": method, "description": METHODS[method].description, "converged": bool(res.success), "message": str(res.message),
-            "iterations": int(res.nit), "evaluations": state["evals"], "gradient_max": float(np.max(np.abs(jac.sum(axis=0)))),
+            "iterations": int(res.nit), "evaluations": state["evals"], "gradient_max": float(np.max(np.abs(g_hat))),
             "modes_converged": bool(modes.converged.all()), "evaluations_with_unconverged_modes": state["unconverged"],
-            "solver": vars(ml.options).copy()}
+            "solver": vars(ml.options).copy(), "objective": objective, "priors": bool(priors), **info_prior,
+            "not_estimated": {f"{o}_{k}": {"value": v, "reason": "no observation rows of this type in the data: held at the model file's value"}
+                              for o, p in held.items() for k, v in p.items()}}
+    if restarts:
+        info["restarts"] = runs
+        best = min(r["objective"] for r in runs)
+        if runs[0]["objective"] - best > 0.1:
+            warnings.warn(f"{method}: a perturbed start reached an objective {runs[0]['objective'] - best:.3g} lower than the first run "
+                          f"({best:.4f} against {runs[0]['objective']:.4f}): the first run stopped in a local minimum; the estimate is the lowest",
+                          Il2pkpdWarning, stacklevel=2)
     if not modes.converged.all():
         bad = [str(ml.joint.subjects[i].subject) for i in np.flatnonzero(~modes.converged)]
         warnings.warn(f"{method}: the conditional modes of subjects {bad[:10]} did not converge at the estimate (Newton decrement "
@@ -244,8 +319,10 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
                       Il2pkpdWarning, stacklevel=2)
     cov, cov_r, cov_u = None, None, None
     if covariance:
-        cov, cov_r, cov_u, info["covariance_step"] = _covariance_step(lambda u: ml.objective_and_gradient(unpack, u, modes_at(u).eta),
-                                                               u_hat, jac, natural)
+        def gradient_at(u):
+            return objective_and_subject_gradients(u, modes_at(u).eta)[1]
+
+        cov, cov_r, cov_u, info["covariance_step"] = _covariance_step(gradient_at, u_hat, jac, natural, sandwich=not priors)
     n_obs = int(np.sum(ml.n_gaussian))
     n_par = len(lay.names)
     info["aic"] = ofv + n_obs * _LOG_2PI + 2 * n_par
@@ -255,14 +332,62 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
                                      for k, n in enumerate(ml.iiv_names)} if len(modes.eta) > 1 else {}
     info["wall_time_s"] = time.perf_counter() - t_start
     info["residuals"] = _residual_table(ml, unpack(jnp.asarray(u_hat)), modes.eta)
+    info["eps_shrinkage_percent"] = _eps_shrinkage(model, info["residuals"])
 
-    def ofv_at(u) -> float:
+    def objective_at(u) -> float:
         m = ml.modes(*_numpy_population(unpack(jnp.asarray(u))), eta0=modes.eta, tol=eta_tol)
-        return m.ofv
+        return m.ofv + (float(penalty(jnp.asarray(u, dtype=float))[0]) if penalty is not None else 0.0)
 
     return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov),
                     covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info,
-                    _scale=_EstimationScale(u_hat, cov_u, ofv_at, natural, log_jacobian, list(lay.names)))
+                    _scale=_EstimationScale(u_hat, cov_u, objective, objective_at, natural, log_jacobian, list(lay.names)))
+
+
+def _natural_jax(unpack, lay: _Layout, u):
+    """The estimated quantities on the model file's scale, in ``lay.names`` order (JAX):
+    typical values, omega SDs (not variances: the priors are on SDs), residual parameters."""
+    theta, omega, err = unpack(u)
+    return jnp.concatenate([theta[jnp.asarray(lay.theta_index, dtype=int)], jnp.sqrt(jnp.diag(omega)),
+                            jnp.stack([err[o][k] for o, k in lay.error_keys]) if lay.error_keys else jnp.zeros(0)])
+
+
+def _prior_penalty(model, lay: _Layout, natural_jax, error_file: dict):
+    """``u -> (-2 log p(parameters), its gradient)`` for MAP-FOCE-I, and what it used."""
+    from .priors import OMEGA_PRIOR, prior_logpdf, sigma_prior
+
+    by_name = {p.name: p for p in model.parameters}
+    priors, flat = [], []
+    for i, (name, kind) in enumerate(zip(lay.names, lay.kinds)):
+        if kind == "THETA":
+            prior = by_name[name].prior
+            if prior is None:
+                flat.append(name)
+                continue
+        elif kind == "OMEGA":
+            prior = OMEGA_PRIOR
+        else:
+            obs, key = name.rsplit("_", 1)
+            prior = sigma_prior(error_file[obs][key])
+        priors.append((i, prior))
+
+    def value(u):
+        x = natural_jax(u)
+        return -2.0 * sum(prior_logpdf(prior, x[i]) for i, prior in priors) if priors else 0.0 * u[0]
+
+    fn = jax.jit(jax.value_and_grad(value))
+    return fn, {"flat_prior": flat, "prior_scale": "typical values, omega SDs and residual parameters as the model file writes them"}
+
+
+def _eps_shrinkage(model, residuals: dict) -> dict[str, float]:
+    """epsilon-shrinkage per observation type, ``100 (1 - SD(IWRES))`` (NONMEM's EPSSHRINK)."""
+    iwres = np.asarray(residuals["IWRES"], dtype=float)
+    dvid = np.asarray(residuals["DVID"])
+    out = {}
+    for spec in model.observations:
+        x = iwres[dvid == spec.dvid]
+        if x.size > 1:
+            out[spec.name] = float(100 * (1 - np.std(x, ddof=1)))
+    return out
 
 
 def _residual_table(ml: MarginalLikelihood, population, eta) -> dict[str, list]:
@@ -287,12 +412,14 @@ def _numpy_population(population):
 
 @dataclass(frozen=True)
 class _EstimationScale:
-    """What SIR needs from an estimate: the unconstrained optimum and covariance, the OFV
-    there (modes solved again) and the map to natural values."""
+    """What SIR needs from an estimate: the unconstrained optimum and covariance, the
+    objective there and a function giving it elsewhere (modes solved again; the OFV, plus the
+    prior's term for MAP-FOCE-I) and the map to natural values."""
 
     u_hat: np.ndarray
     cov_u: np.ndarray | None
-    ofv: Callable
+    objective_hat: float
+    objective: Callable
     natural: Callable
     log_jacobian: Callable
     names: list
@@ -340,7 +467,7 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
     matrix = proposal
     proposal = scipy.stats.multivariate_normal(scale.u_hat, inflation * scale.cov_u[matrix], allow_singular=False)
     samples = proposal.rvs(size=n_samples, random_state=rng).reshape(n_samples, -1)
-    dofv = np.array([scale.ofv(u) for u in samples]) - est.ofv
+    dofv = np.array([scale.objective(u) for u in samples]) - scale.objective_hat
     # the target is the likelihood with a flat prior on the natural scale (as NONMEM's
     # parameters): on the estimation scale that carries the Jacobian |d natural / d u|
     log_w = -0.5 * dofv + np.array([scale.log_jacobian(u) for u in samples]) - proposal.logpdf(samples)
@@ -365,8 +492,9 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
     }
 
 
-def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
-    """NONMEM's MATRIX=RSR covariance on the natural scale, or why it failed."""
+def _covariance_step(gradient_at, u_hat, jac_hat, natural, sandwich: bool = True):
+    """NONMEM's MATRIX=RSR covariance on the natural scale (``R^-1`` alone without
+    ``sandwich``), or why it failed. ``gradient_at(u)`` is the objective's exact gradient."""
     n = len(u_hat)
     r = np.zeros((n, n))
     for j in range(n):  # central differences of the exact gradient (the R matrix is labelled so)
@@ -374,7 +502,7 @@ def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
         up, dn = u_hat.copy(), u_hat.copy()
         up[j] += h
         dn[j] -= h
-        r[:, j] = (obj_and_jac(up)[1].sum(axis=0) - obj_and_jac(dn)[1].sum(axis=0)) / (2 * h) / 2.0
+        r[:, j] = (gradient_at(up) - gradient_at(dn)) / (2 * h) / 2.0
     if not np.all(np.isfinite(r)):
         return None, None, None, {"ok": False, "reason": "the objective's gradient is not finite next to the estimate (a failed solve or a singular conditional Hessian)"}
     r = 0.5 * (r + r.T)
@@ -382,7 +510,7 @@ def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
     eig = np.linalg.eigvalsh(r)
     if not eig[0] > 0:
         return None, None, None, {"ok": False, "reason": f"R matrix (Hessian of OFV/2) is not positive definite: smallest eigenvalue {eig[0]:.3g}",
-                            "r_eigenvalues": eig.tolist()}
+                                  "r_eigenvalues": eig.tolist()}
     r_inv = np.linalg.inv(r)
     # delta method to the natural scale: d natural / d u, column by column
     jac_nat = np.zeros((n, n))
@@ -392,14 +520,17 @@ def _covariance_step(obj_and_jac, u_hat, jac_hat, natural):
         up[j] += h
         dn[j] -= h
         jac_nat[:, j] = (natural(up) - natural(dn)) / (2 * h)
-    cov = jac_nat @ (r_inv @ s @ r_inv) @ jac_nat.T
+    cov_u = r_inv @ s @ r_inv if sandwich else r_inv
+    cov = jac_nat @ cov_u @ jac_nat.T
     cov_r = jac_nat @ r_inv @ jac_nat.T
     sd = np.sqrt(np.diag(cov))
     corr = cov / np.outer(sd, sd)
     corr_eig = np.linalg.eigvalsh(corr)
-    return cov, cov_r, {"rsr": r_inv @ s @ r_inv, "r": r_inv}, {"ok": True, "matrix": "R^-1 S R^-1 (NONMEM MATRIX=RSR); R by central differences of the exact gradient",
-                        "condition_number": float(corr_eig[-1] / corr_eig[0]), "r_eigenvalues": eig.tolist(),
-                        "r_matrix_u": r.tolist(), "s_matrix_u": s.tolist()}
+    matrix = ("R^-1 S R^-1 (NONMEM MATRIX=RSR)" if sandwich else "R^-1 (the curvature of the penalised objective: MAP with priors)")
+    return cov, cov_r, {"rsr": r_inv @ s @ r_inv, "r": r_inv}, {
+        "ok": True, "matrix": matrix + "; R by central differences of the exact gradient",
+        "condition_number": float(corr_eig[-1] / corr_eig[0]), "correlation": corr.tolist(), "r_eigenvalues": eig.tolist(),
+        "r_matrix_u": r.tolist(), "s_matrix_u": s.tolist()}
 
 
 def _table(lay: _Layout, nat: np.ndarray, cov: np.ndarray | None):

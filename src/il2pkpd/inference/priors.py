@@ -18,7 +18,17 @@ from jax.scipy.stats import norm
 
 from ..errors import ModelSpecError
 
-__all__ = ["prior_support", "prior_logpdf", "to_unconstrained", "from_unconstrained", "beta_shape", "prior_draws"]
+__all__ = ["OMEGA_PRIOR", "sigma_prior", "prior_support", "prior_logpdf", "to_unconstrained", "from_unconstrained", "beta_shape", "prior_draws"]
+
+
+#: the prior of every IIV SD ``omega_<name>`` (BRIEF 8.1): the PyMC model and MAP-FOCE-I use it
+OMEGA_PRIOR = {"dist": "halfnormal", "sd": 0.5}
+
+
+def sigma_prior(value: float) -> dict:
+    """The prior of a residual error parameter whose model-file value is ``value``: half-normal
+    of scale twice that value (at least 2e-3), weakly informative on the file's scale."""
+    return {"dist": "halfnormal", "sd": 2.0 * max(float(value), 1e-3)}
 
 
 def beta_shape(mean: float, sd: float) -> tuple[float, float]:

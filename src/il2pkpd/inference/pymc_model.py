@@ -27,6 +27,7 @@ from ..likelihood import JointLoglik, SubjectData
 from ..simulation import apply_iiv
 from ..solve import SolverOptions
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
+from .priors import OMEGA_PRIOR, sigma_prior
 
 __all__ = ["build_pymc_model", "fit_map", "estimated_parameters", "MAP_GRADIENT_TOL"]
 
@@ -93,7 +94,7 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
         for p in model.parameters:
             pop = _prior(pm, p) if p.name in estimated else pt.as_tensor_variable(np.float64(p.value))
             if p.name in estimated and p.iiv is not None and p.iiv.omega > 0:
-                omega = pm.HalfNormal(f"omega_{p.name}", sigma=0.5)
+                omega = pm.HalfNormal(f"omega_{p.name}", sigma=OMEGA_PRIOR["sd"])
                 z = pm.Normal(f"z_{p.name}", 0.0, 1.0, dims="subject")
                 eta = pm.Deterministic(f"eta_{p.name}", omega * z, dims="subject")
                 col = apply_iiv(p.iiv.kind, pop, eta, xp=pt)
@@ -107,7 +108,7 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
             errors[o.name] = {}
             for k in keys:
                 name = f"sigma_{o.name}" if len(keys) == 1 else f"sigma_{o.name}_{k}"
-                errors[o.name][k] = pm.HalfNormal(name, sigma=2.0 * max(getattr(o.error, k), 1e-3))
+                errors[o.name][k] = pm.HalfNormal(name, sigma=sigma_prior(getattr(o.error, k))["sd"])
 
         def joint(th, cv, err):
             total, _, _ = loglik._loglik(th, cv, err)
