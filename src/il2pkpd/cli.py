@@ -460,12 +460,14 @@ def fit(
     model: Annotated[str, typer.Option(help="Model name or path to a .toml file (priors and IIV from the file).")],
     data: Annotated[Path, typer.Option(help="NONMEM-style CSV with DV (and CENS/LLOQ, EVENT rows).")],
     out: Annotated[Path, typer.Option(help="Output folder: posterior.nc, summary.csv, fit.json.")],
-    draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
-    tune: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 1000,
-    chains: Annotated[int, typer.Option(help="Chains.")] = 4,
-    sampler: Annotated[str, typer.Option(help="nutpie (default), pymc, numpyro, blackjax or map (method nuts only).")] = "nutpie",
-    method: Annotated[str, typer.Option(help="nuts (the posterior; default), or maximum likelihood: focei, foce or laplace (NONMEM's OFV, SEs).")] = "nuts",
-    sir: Annotated[int, typer.Option(help="With focei/foce/laplace: SIR samples for parameter uncertainty (a fifth kept as draws; 0: none).")] = 0,
+    method: Annotated[str, typer.Option(help="nuts (the posterior; default), map (joint posterior mode), or maximum likelihood: focei, foce or laplace (NONMEM's OFV, SEs).")] = "nuts",
+    draws: Annotated[Optional[int], typer.Option(help="nuts: posterior draws per chain [default: 1000].")] = None,
+    tune: Annotated[Optional[int], typer.Option(help="nuts: warm-up iterations per chain [default: 1000].")] = None,
+    chains: Annotated[Optional[int], typer.Option(help="nuts: chains [default: 4].")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="nuts: nutpie (default), pymc, numpyro or blackjax ('map' means --method map).")] = None,
+    sir: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: SIR samples for parameter uncertainty (a fifth kept as draws) [default: 0, none].")] = None,
+    priors: Annotated[bool, typer.Option("--priors", help="focei/foce/laplace: MAP-FOCE-I with the model file's priors.")] = False,
+    restarts: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: estimate again from this many perturbed starts, keep the best [default: 0].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     solver: Annotated[str | None, typer.Option(help=f"ODE solver of the likelihood [default: {_FIT.solver}; {_EST.solver} for focei/foce/laplace].")] = None,
     rtol: Annotated[float | None, typer.Option(help=f"Relative tolerance of the ODE solver [default: {_FIT.rtol:g}; {_EST.rtol:g} for focei/foce/laplace].")] = None,
@@ -477,6 +479,7 @@ def fit(
     from rich.console import Console
 
     from .inference import fit as run
+    from .inference.estimators import ESTIMATORS
     from .inference.fit import FIT_METHODS
     from .io.fits import write_fit
     from .io.model_file import load_model
@@ -486,14 +489,16 @@ def fit(
     if method not in FIT_METHODS:
         raise OptionError(f"--method must be one of {list(FIT_METHODS)}, got {method!r}")
     # checked before the (slow) data and model work; the method's own defaults where not given
-    options = default_options("fit" if method == "nuts" else "estimate", solver=solver, rtol=rtol, atol=atol)
+    options = default_options(ESTIMATORS["map" if sampler == "map" else method].solver_defaults, solver=solver, rtol=rtol, atol=atol)
     m = load_model(model)
     d = read_nonmem_csv(data)
     console = Console(stderr=True)
-    with console.status(f"fitting {m.name} to {data} ({sampler if method == 'nuts' else method}) ..."), warnings.catch_warnings(record=True) as caught:
+    settings = {"draws": draws, "tune": tune, "chains": chains, "sampler": sampler, "sir_samples": sir, "restarts": restarts,
+                "priors": True if priors else None}
+    settings = {k: v for k, v in settings.items() if v is not None}  # given ones only: the method refuses what it does not take
+    with console.status(f"fitting {m.name} to {data} ({sampler or method}) ..."), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run(m, d, draws=draws, tune=tune, chains=chains, sampler=sampler, seed=seed, options=options, progressbar=False, method=method,
-                     sir_samples=sir)
+        result = run(m, d, seed=seed, options=options, progressbar=False, method=method, **settings)
     for w in caught:
         if issubclass(w.category, UserWarning):
             typer.echo(f"warning: {w.message}", err=True)

@@ -74,7 +74,7 @@ def test_cli_fit_method_focei_and_bad_method(tmp_path):
     _dataset(tmp_path / "data.csv", n=6)
     args = [sys.executable, "-m", "il2pkpd", "fit", "--model", str(DATA / "linear_growth.toml"), "--data", str(tmp_path / "data.csv")]
     bad = subprocess.run([*args, "--out", str(tmp_path / "bad"), "--method", "saem"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "--method must be one of ['nuts', 'foce', 'focei', 'laplace'], got 'saem'" in bad.stderr
+    assert bad.returncode == 2 and "--method must be one of ['nuts', 'map', 'foce', 'focei', 'laplace'], got 'saem'" in bad.stderr
     assert not (tmp_path / "bad").exists()
     ok = subprocess.run([*args, "--out", str(tmp_path / "fit"), "--method", "focei"], capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr
@@ -86,12 +86,18 @@ def test_fit_refuses_settings_of_the_other_method(tmp_path):
     from il2pkpd.errors import OptionError
 
     _dataset(tmp_path / "data.csv", n=3)
-    with pytest.raises(OptionError, match=r"`sir_samples` applies to the maximum-likelihood methods"):
+    with pytest.raises(OptionError, match=r"`sir_samples` applies to methods \['foce', 'focei', 'laplace'\], got sir_samples=100 with method='nuts'"):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", sir_samples=100)
     with pytest.raises(OptionError, match=r"`sampler` applies to method='nuts', got sampler='pymc' with method='focei'"):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sampler="pymc")
     with pytest.raises(OptionError, match=r"`draws` applies to method='nuts', got draws=200 with method='focei'"):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", draws=200)
+    with pytest.raises(OptionError, match=r"`restarts` applies to methods \['foce', 'focei', 'laplace'\], got restarts=2 with method='map'"):
+        il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="map", restarts=2)
+    with pytest.raises(OptionError, match=r"`draws` applies to method='nuts', got draws=10 with method='map'"):
+        il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", sampler="map", draws=10)  # sampler='map' is method='map'
+    with pytest.raises(OptionError, match=r"`priors` must be True or False, got 'yes'"):
+        il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", priors="yes")
     with pytest.raises(OptionError, match=r"`sir_samples` must be 0 \(none\) or an integer >= 10, got 5"):
         il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sir_samples=5)
 
@@ -120,7 +126,7 @@ def test_nuts_starts_from_a_focei_fit(tmp_path):
     eta = np.asarray(ml_fit.info["ebe"]["eta"])
     np.testing.assert_allclose(init["z_base"], eta[:, 0] / ml_fit.estimates["omega_base"])
     assert init["sigma_y"] == ml_fit.estimates["sigma_y"]
-    with pytest.raises(OptionError, match="`init` starts NUTS chains; sampler='map'"):
+    with pytest.raises(OptionError, match="`init` applies to method='nuts', got init=<Fit> with method='map'"):
         il2pkpd.fit(model, tmp_path / "data.csv", sampler="map", init=ml_fit)
 
 

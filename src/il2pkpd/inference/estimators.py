@@ -1,0 +1,256 @@
+"""The estimators behind :func:`il2pkpd.fit`: one small class per method, registered in
+:data:`ESTIMATORS` (the one table ``fit``, the CLI and the docs read).
+
+Each estimator declares the settings only it takes (with their defaults) and checks them
+before any slow work; :func:`~.fit.fit` refuses a setting the chosen method does not take,
+naming the methods that do, so that nothing given is silently ignored.
+
+* ``"nuts"`` (:class:`Nuts`): the posterior by NUTS (nutpie, PyMC, NumPyro or BlackJAX).
+* ``"map"`` (:class:`JointMap`): the joint posterior mode over population parameters and
+  random effects (a fast path; no uncertainty; not a marginal-likelihood estimate).
+* ``"foce"``, ``"focei"``, ``"laplace"`` (:class:`Marginal`): maximum likelihood with the
+  random effects integrated out (:func:`~.estimation.estimate`), NONMEM's OFV, covariance
+  step, SIR; with ``priors=True`` MAP-FOCE-I (the model file's priors).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import Il2pkpdWarning, OptionError
+from ..likelihood import METHODS, SubjectData
+from ..model import model_hash
+from ..solve import SolverOptions
+
+__all__ = ["Estimator", "Nuts", "JointMap", "Marginal", "ESTIMATORS", "NUTS_SAMPLERS"]
+
+#: NUTS implementations of ``fit(sampler=...)``
+NUTS_SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
+_JAX_SAMPLERS = ("numpyro", "blackjax")
+
+
+class Estimator:
+    """One way of fitting a model to data.
+
+    Attributes
+    ----------
+    description
+        One line for tables, help texts and messages.
+    settings
+        The keyword settings of :func:`~.fit.fit` only this estimator takes, with defaults.
+    solver_defaults
+        The key of :data:`~il2pkpd.solver_options.DEFAULT_SOLVER_OPTIONS` used when the
+        caller gives no ``options``.
+    """
+
+    description: ClassVar[str] = ""
+    settings: ClassVar[dict[str, object]] = {}
+    solver_defaults: ClassVar[str] = "fit"
+
+    def check(self, settings: dict) -> None:
+        """Refuse bad settings (one line naming the setting) before any slow work."""
+
+    def run(self, model, subjects: SubjectData, *, options: SolverOptions, seed: int, progressbar: bool, **settings):
+        """Fit and return a :class:`~.fit.Fit`."""
+        raise NotImplementedError
+
+
+def _provenance(model, subjects: SubjectData, seed: int) -> dict:
+    from .. import __version__
+    from .fit import data_hash
+
+    return {"il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data_hash": data_hash(subjects),
+            "n_subjects": len(subjects), "seed": seed}
+
+
+def _positive_int(name: str, value, lowest: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
+        raise OptionError(f"`{name}` must be an integer >= {lowest}, got {value!r}")
+
+
+class Nuts(Estimator):
+    """The posterior by NUTS; ``sampler`` picks the implementation (:data:`NUTS_SAMPLERS`)."""
+
+    description = "NUTS: draws from the posterior (model-file priors)"
+    settings = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "predictive_draws": 200, "init": None}
+
+    def check(self, settings: dict) -> None:
+        if settings["sampler"] not in NUTS_SAMPLERS:
+            raise OptionError(f"`sampler` must be one of {list(NUTS_SAMPLERS)} (or 'map', which is method='map'), got {settings['sampler']!r}")
+        for name in ("draws", "chains"):
+            _positive_int(name, settings[name])
+        for name in ("tune", "predictive_draws"):
+            _positive_int(name, settings[name], lowest=0)
+        init = settings["init"]
+        if init is not None and init.info.get("method") not in METHODS:
+            raise OptionError(f"`init` must be a maximum-likelihood fit (fit(method='focei'|'foce'|'laplace')), "
+                              f"got one by {init.info.get('method', init.info.get('sampler'))!r}")
+        if settings["sampler"] in _JAX_SAMPLERS:
+            _require_package(settings["sampler"])
+
+    def run(self, model, subjects, *, options, seed, progressbar, sampler, draws, tune, chains, predictive_draws, init):
+        import arviz as az
+        import pymc as pm
+        import xarray as xr
+
+        from .fit import Fit, initial_values, warn_convergence
+        from .pymc_model import build_pymc_model, estimated_parameters
+
+        t0 = time.perf_counter()
+        pmodel = build_pymc_model(model, subjects, options=options)
+        initvals = None if init is None else initial_values(pmodel, init, subjects)
+        var_names = _population_names(model, pmodel, estimated_parameters(model))
+        info = {**_provenance(model, subjects, seed), "method": "nuts", "sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
+                "solver": {"solver": options.solver, "rtol": options.rtol, "atol": options.atol},
+                "initial_values": "the maximum-likelihood fit given as init" if init is not None else "PyMC's defaults (model file)"}
+        with pmodel:
+            if sampler == "nutpie":
+                idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="nutpie", random_seed=seed, progressbar=progressbar,
+                                  backend="jax", compile_kwargs={"gradient_backend": "jax"}, initvals=initvals)
+            elif sampler in _JAX_SAMPLERS:
+                idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler=sampler, random_seed=seed, progressbar=progressbar,
+                                  nuts={"chain_method": "vectorized"}, initvals=initvals)
+            else:
+                idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed, progressbar=progressbar,
+                                  compile_kwargs={"mode": "JAX"}, initvals=initvals)
+            with warnings.catch_warnings():
+                # the Potential is the likelihood: the prior group must ignore it, which is what PyMC warns about
+                warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
+                prior = pm.sample_prior_predictive(draws=max(100, predictive_draws), var_names=var_names, random_seed=seed)
+        info["sampling_wall_time_s"] = time.perf_counter() - t0
+        groups = {name: idata[name].to_dataset() for name in idata.children}
+        groups["prior"] = prior["prior"].to_dataset()
+        if predictive_draws:
+            from .posterior import derived_groups
+
+            loglik = pmodel.il2pkpd_loglik
+            groups.update(derived_groups(model, loglik, groups["posterior"], loglik.covariates(), max_draws=predictive_draws, seed=seed))
+        idata = xr.DataTree.from_dict(groups)
+        info["wall_time_s"] = time.perf_counter() - t0
+        summary = az.summary(idata, var_names=var_names)
+        warn_convergence(idata, summary)
+        estimates = {k: float(summary.loc[k, "mean"]) for k in var_names}
+        info["divergences"] = int(np.asarray(idata["sample_stats"]["diverging"].values).sum()) if "sample_stats" in idata.children else 0
+        return Fit(model.name, summary, info, estimates, idata)
+
+
+def _population_names(model, pmodel, names: list[str]) -> list[str]:
+    """Typical values, ``omega_*`` and ``sigma_*`` of the PyMC model, in that order."""
+    omegas = [f"omega_{p.name}" for p in model.parameters if p.name in names and p.iiv is not None and p.iiv.omega > 0]
+    sigmas = [v for v in pmodel.named_vars if v.startswith("sigma_")]
+    return names + omegas + sigmas
+
+
+class JointMap(Estimator):
+    """The joint posterior mode (population parameters and random effects together)."""
+
+    description = "MAP: the joint posterior mode over population parameters and random effects (no uncertainty)"
+
+    def run(self, model, subjects, *, options, seed, progressbar):
+        import pandas as pd
+
+        from .fit import Fit
+        from .pymc_model import MAP_GRADIENT_TOL, estimated_parameters, fit_map
+
+        t0 = time.perf_counter()
+        est, optimizer = fit_map(model, subjects, options=options, seed=seed)
+        names = estimated_parameters(model)
+        var_names = [k for k in names + [f"omega_{n}" for n in names] if k in est] + [k for k in est if k.startswith("sigma_")]
+        info = {**_provenance(model, subjects, seed), "method": "map", "sampler": "map", "optimizer": optimizer,
+                "solver": {"solver": options.solver, "rtol": options.rtol, "atol": options.atol}, "wall_time_s": time.perf_counter() - t0}
+        if not optimizer["converged"]:
+            warnings.warn(f"MAP did not converge: {optimizer['message']} after {optimizer['iterations']} iterations "
+                          f"({optimizer['evaluations']} evaluations), largest gradient component {optimizer['gradient_norm']:.3g} "
+                          f"(converged means < {MAP_GRADIENT_TOL:g}); the estimates are where the optimiser stopped, not a mode. "
+                          "Check the priors' scales and starting values (the model file's values)", Il2pkpdWarning, stacklevel=4)
+        summary = pd.DataFrame({"map": {k: float(est[k]) for k in var_names}})
+        return Fit(model.name, summary, info, {k: est[k] for k in est}, None)
+
+
+class Marginal(Estimator):
+    """Maximum likelihood by a Laplace-type method of :data:`~il2pkpd.likelihood.METHODS`."""
+
+    settings = {"sir_samples": 0, "priors": False, "restarts": 0}
+    solver_defaults = "estimate"
+
+    def __init__(self, method: str):
+        self.method = method
+        self.description = METHODS[method].description
+
+    def check(self, settings: dict) -> None:
+        n = settings["sir_samples"]
+        if isinstance(n, bool) or int(n) != n or n < 0 or 0 < n < 10:
+            raise OptionError(f"`sir_samples` must be 0 (none) or an integer >= 10, got {n!r}")
+        _positive_int("restarts", settings["restarts"], lowest=0)
+        if not isinstance(settings["priors"], bool):
+            raise OptionError(f"`priors` must be True or False, got {settings['priors']!r}")
+
+    def run(self, model, subjects, *, options, seed, progressbar, sir_samples, priors, restarts):
+        from .estimation import estimate, sir
+        from .fit import Fit
+
+        est = estimate(model, subjects, method=self.method, options=options, progress=progressbar, priors=priors, restarts=restarts, seed=seed)
+        kinds = est.table["kind"]
+        per_observation = {}
+        for name in est.estimates:
+            if kinds[name] == "SIGMA":
+                per_observation.setdefault(name.rsplit("_", 1)[0], []).append(name)
+
+        def fit_name(name: str) -> tuple[str, object]:
+            """The Fit's name of an estimated quantity and the map from the estimate's scale."""
+            if name.startswith("omega2_"):
+                return f"omega_{name[7:]}", np.sqrt  # the SD, as model files and simulate() take it
+            if kinds[name] == "SIGMA":
+                obs, key = name.rsplit("_", 1)
+                return (f"sigma_{obs}" if len(per_observation[obs]) == 1 else f"sigma_{obs}_{key}"), np.asarray
+            return name, np.asarray
+
+        estimates = {fit_name(name)[0]: float(fit_name(name)[1](value)) for name, value in est.estimates.items()}
+        info = {**_provenance(model, subjects, seed), "ofv": est.ofv, **{k: v for k, v in est.info.items() if k != "covariance_step"},
+                "covariance_step": {k: v for k, v in est.info.get("covariance_step", {}).items() if not k.endswith("_u")},
+                "ebe": {"names": est.iiv_names, "subjects": [str(r.subject) for r in subjects.records], "eta": est.eta.tolist()},
+                "obj_per_subject": est.obj.tolist()}
+        if not sir_samples:
+            return Fit(model.name, est.table, info, estimates, None)
+        import xarray as xr
+
+        if est.covariance is None:
+            warnings.warn(f"no SIR: it samples from the covariance step's matrix, and the step failed "
+                          f"({info['covariance_step'].get('reason')}); the fit has the estimate only", Il2pkpdWarning, stacklevel=4)
+            return Fit(model.name, est.table, {**info, "sir": {"ok": False, "reason": "covariance step failed"}}, estimates, None)
+        res = sir(est, n_samples=sir_samples, n_resamples=max(2, sir_samples // 5), seed=seed)
+        info["sir"] = {k: v for k, v in res.items() if k != "draws"}
+        data_vars = {}
+        for name, values in res["draws"].items():
+            new, transform = fit_name(name)
+            data_vars[new] = (("chain", "draw"), transform(values)[None, :])
+        what = "posterior (MAP-FOCE-I, the model file's priors)" if priors else "parameter uncertainty, not a Bayesian posterior"
+        label = f"SIR resamples (Dosne et al. 2016) of the {self.method} estimate: {what}"
+        idata = xr.DataTree.from_dict({"posterior": xr.Dataset(data_vars, attrs={"kind": label})})
+        return Fit(model.name, est.table, info, estimates, idata)
+
+
+def _require_package(sampler: str) -> None:
+    import importlib.metadata
+    import importlib.util
+
+    from packaging.version import Version
+
+    if importlib.util.find_spec(sampler) is None:
+        raise OptionError(f"sampler={sampler!r} needs the {sampler!r} package, which is not installed: "
+                          f"pip install 'il2pkpd[samplers]' (or pip install {sampler}); 'nutpie' needs nothing more")
+    if sampler == "blackjax":
+        version = importlib.metadata.version("blackjax")
+        if Version(version).release[:2] >= (1, 6):
+            # PyMC passes `progress_bar` to window_adaptation, which BlackJAX >= 1.6 forwards
+            # to the NUTS kernel: a TypeError at the first warm-up step (pymc-devs/pymc#8367)
+            raise OptionError(f"sampler='blackjax' fails with BlackJAX {version} under this PyMC (pymc-devs/pymc#8367): "
+                              "pip install 'blackjax<1.6', or use sampler='nutpie' or 'numpyro'")
+
+
+#: ``fit(method=...)``: the estimators, by name (one table; fit, the CLI and the docs read it)
+ESTIMATORS: dict[str, Estimator] = {"nuts": Nuts(), "map": JointMap(), **{m: Marginal(m) for m in METHODS}}
