@@ -66,12 +66,19 @@ def gof_table(fit, model, subjects):
     * IRES = DV - IPRED; CRES = (DV - E[y_rep]) / SD[y_rep], the conditional residual from
       the posterior predictive distribution (the Bayesian counterpart of NONMEM's CWRES:
       ~N(0, 1) when the model fits).
+
+    For a maximum-likelihood fit (``fit(method="focei" | "foce" | "laplace")``) the table is
+    NONMEM's: PRED at eta = 0, IPRED at the conditional modes, IWRES, and CRES = CWRES
+    (Hooker et al. 2007) from the fit's residual table (``table.attrs["cres"]`` says which).
     """
     import jax.numpy as jnp
     import pandas as pd
 
     from .likelihood import JointLoglik, subject_data
 
+    if fit.idata is None or "posterior_predictive" not in fit.idata.children:
+        if "residuals" in fit.info:
+            return _nonmem_gof_table(fit, model, subjects)
     _require(fit, "posterior_predictive", "observed_data")
     pp, obs = fit.idata["posterior_predictive"].to_dataset(), fit.idata["observed_data"].to_dataset()
     loglik = JointLoglik(model, subject_data(model, subjects))
@@ -91,6 +98,25 @@ def gof_table(fit, model, subjects):
         "dv": dv, "cens": obs["cens"].values, "pred": pred, "ipred": ipred, "ires": dv - ipred,
         "cres": np.where(sd > 0, (dv - yrep.mean(axis=0)) / np.where(sd > 0, sd, 1.0), np.nan),
     })
+
+
+def _nonmem_gof_table(fit, model, subjects):
+    """:func:`gof_table` of a maximum-likelihood fit, from its PRED/IPRED/IWRES/CWRES table."""
+    import pandas as pd
+
+    from .likelihood import subject_data
+
+    res = fit.info["residuals"]
+    ids = [str(r.subject) for r in subject_data(model, subjects).records]
+    if fit.info.get("n_subjects") != len(ids) or not set(res["ID"]) <= set(ids):
+        raise OptionError(f"`subjects` are not the data of this fit ({len(ids)} subjects, the fit {fit.info.get('n_subjects')}): pass the data the fit used")
+    names = {o.dvid: o.name for o in model.observations}
+    dv, ipred = np.asarray(res["DV"], dtype=float), np.asarray(res["IPRED"], dtype=float)
+    table = pd.DataFrame({"subject": res["ID"], "time": res["TIME"], "observation": [names[d] for d in res["DVID"]], "dv": dv,
+                          "cens": 0, "pred": res["PRED"], "ipred": ipred, "ires": dv - ipred, "iwres": res["IWRES"],
+                          "cwres": res["CWRES"], "cres": res["CWRES"]})
+    table.attrs["cres"] = f"CWRES (Hooker et al. 2007) of the {fit.info.get('method')} fit; censored rows are not in the table"
+    return table
 
 
 def population_theta_draws(fit, model, n_subjects: int, n_rep: int, seed: int = 0) -> np.ndarray:

@@ -410,7 +410,7 @@ def plot_gof(table, path: str | Path | None = None):
         for y in (-1.96, 0.0, 1.96):
             ax.axhline(y, color="k", lw=0.8, ls="-" if y == 0 else "--")
         ax.set_xlabel(x.upper() if x == "pred" else "time")
-        ax.set_ylabel("CRES")
+        ax.set_ylabel("CWRES" if str(table.attrs.get("cres", "")).startswith("CWRES") else "CRES")
         ax.set_title(f"conditional residuals vs {x}", fontsize=9)
     return _save(fig, path)
 

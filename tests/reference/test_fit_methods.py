@@ -139,3 +139,31 @@ def test_focei_fit_reports_pred_ipred_cwres(tmp_path):
     assert list(res.columns) == ["ID", "TIME", "DVID", "DV", "PRED", "IPRED", "IWRES", "CWRES"] and len(res) == 64
     assert abs(res.CWRES.mean()) < 4 / math.sqrt(64) and 0.7 < res.CWRES.std() < 1.3
     np.testing.assert_allclose(res.PRED, fit.estimates["base"] + fit.estimates["slope"] * res.TIME)
+
+
+def test_gof_and_pc_vpc_take_a_focei_fit(tmp_path):
+    """The existing GOF table and pcVPC take a maximum-likelihood fit. GOF: PRED = X beta and
+    CRES = CWRES, which for this linear Gaussian model is ``V^-1/2 (y - X beta)`` with
+    ``V = X Omega X' + sigma^2 I`` (symmetric square root, NumPy). pcVPC: simulated from the
+    estimates, its median band holds the observed median in every bin for data from the model."""
+    from il2pkpd import diagnostics
+    from il2pkpd.io.nonmem import read_nonmem_csv
+
+    ys = _dataset(tmp_path / "data.csv", n=16)
+    data = read_nonmem_csv(tmp_path / "data.csv")
+    model = il2pkpd.load_model(DATA / "linear_growth.toml")
+    fit = il2pkpd.fit(model, data, method="focei")
+    gof = diagnostics.gof_table(fit, model, data)
+    e = fit.estimates
+    xm = np.column_stack([np.ones_like(TIMES), TIMES])
+    v = xm @ np.diag([e["omega_base"] ** 2, e["omega_slope"] ** 2]) @ xm.T + e["sigma_y"] ** 2 * np.eye(TIMES.size)
+    lam, q = np.linalg.eigh(v)
+    cwres = np.concatenate([q @ ((q.T @ (y - xm @ np.array([e["base"], e["slope"]]))) / np.sqrt(lam)) for y in ys])
+    np.testing.assert_allclose(gof["cres"], cwres, atol=1e-6)
+    np.testing.assert_allclose(gof["pred"], np.tile(xm @ np.array([e["base"], e["slope"]]), 16), atol=1e-8)
+    assert gof.attrs["cres"].startswith("CWRES") and len(gof) == 64
+    vpc = diagnostics.pc_vpc(fit, model, data, "y", n_rep=60, bins=np.array([-0.5, 1.0, 3.0, 6.0, 9.0]))
+    assert len(vpc) == 4 and (vpc["sim_q50_lo"] <= vpc["obs_q50"]).all() and (vpc["obs_q50"] <= vpc["sim_q50_hi"]).all()
+    _dataset(tmp_path / "other.csv", n=3)
+    with pytest.raises(il2pkpd.errors.OptionError, match=r"`subjects` are not the data of this fit \(3 subjects, the fit 16\)"):
+        diagnostics.gof_table(fit, model, read_nonmem_csv(tmp_path / "other.csv"))
