@@ -167,3 +167,73 @@ def test_gof_and_pc_vpc_take_a_focei_fit(tmp_path):
     _dataset(tmp_path / "other.csv", n=3)
     with pytest.raises(il2pkpd.errors.OptionError, match=r"`subjects` are not the data of this fit \(3 subjects, the fit 16\)"):
         diagnostics.gof_table(fit, model, read_nonmem_csv(tmp_path / "other.csv"))
+
+
+def _with_priors():
+    import tomllib
+
+    spec = tomllib.loads((DATA / "linear_growth.toml").read_text())
+    spec["parameters"]["base"]["prior"] = {"dist": "normal", "mean": 10.0, "sd": 10.0}
+    spec["parameters"]["slope"]["prior"] = {"dist": "normal", "mean": 0.5, "sd": 1.0}
+    return il2pkpd.build_model(spec)
+
+
+def test_centred_and_noncentred_models_are_the_same_posterior(tmp_path):
+    """Change of variables: with ``eta = omega z``, ``N(eta; 0, omega) = N(z; 0, 1) / omega``,
+    so the centred model's log density at ``eta`` is the non-centred one's at
+    ``z = eta / omega`` minus ``n log omega`` (n subjects), at any point."""
+    from il2pkpd.errors import OptionError
+    from il2pkpd.inference.pymc_model import build_pymc_model
+    from il2pkpd.io.nonmem import read_nonmem_csv
+    from il2pkpd.likelihood import subject_data
+
+    _dataset(tmp_path / "data.csv", n=5)
+    model = _with_priors()
+    subjects = subject_data(model, read_nonmem_csv(tmp_path / "data.csv"))
+    nc = build_pymc_model(model, subjects)
+    c = build_pymc_model(model, subjects, parameterization={"base": "centered"})
+    assert "eta_base" in {v.name for v in c.free_RVs} and "z_base" not in {v.name for v in c.free_RVs}
+    rng = np.random.default_rng(0)
+    eta = rng.normal(0, 1.5, 5)
+    point = {"base": 9.5, "slope": 0.45, "omega_base_log__": math.log(1.7), "omega_slope_log__": math.log(0.25),
+             "z_slope": rng.normal(0, 1, 5), "sigma_y_log__": math.log(0.9)}
+    logp_c = c.compile_logp(mode="JAX")({**point, "eta_base": eta})
+    logp_nc = nc.compile_logp(mode="JAX")({**point, "z_base": eta / 1.7})
+    assert logp_c - logp_nc == pytest.approx(-5 * math.log(1.7), abs=1e-9)
+    with pytest.raises(OptionError, match=r"`parameterization\['base'\]` must be one of \['centered', 'noncentered'\], got 'centred'"):
+        build_pymc_model(model, subjects, parameterization={"base": "centred"})
+    with pytest.raises(OptionError, match=r"`parameterization` names 'cl', which is not an estimated parameter with IIV: \['base', 'slope'\]"):
+        build_pymc_model(model, subjects, parameterization={"cl": "centered"})
+
+
+def test_nuts_from_a_focei_fit_centres_the_well_informed_random_effects(tmp_path):
+    """``parameterization="auto"`` with ``init``: the rule (centred below 30% eta-shrinkage)
+    applied to the init fit's shrinkage, the centred effect started at the EBEs, and a short
+    NUTS run whose posterior has both effects and records the choice."""
+    from il2pkpd.inference.estimators import ESTIMATORS
+    from il2pkpd.inference.fit import initial_values
+    from il2pkpd.inference.pymc_model import build_pymc_model
+    from il2pkpd.io.nonmem import read_nonmem_csv
+    from il2pkpd.likelihood import subject_data
+
+    _dataset(tmp_path / "data.csv", n=8)
+    model = _with_priors()
+    ml_fit = il2pkpd.fit(model, tmp_path / "data.csv", method="focei")
+    shrinkage = ml_fit.info["eta_shrinkage_percent"]
+    chosen, rule = ESTIMATORS["nuts"].parameterization(model, "auto", ml_fit)
+    assert chosen == {n: ("centered" if shrinkage[n] < 30.0 else "noncentered") for n in ("base", "slope")} and rule.startswith("auto")
+    forced = {"base": "centered", "slope": "noncentered"}
+    subjects = subject_data(model, read_nonmem_csv(tmp_path / "data.csv"))
+    init = initial_values(build_pymc_model(model, subjects, parameterization=forced), ml_fit, subjects)
+    np.testing.assert_allclose(init["eta_base"], np.asarray(ml_fit.info["ebe"]["eta"])[:, 0])
+    import warnings
+
+    with warnings.catch_warnings():  # a short run: its low-ESS warning is expected, not tested here
+        warnings.simplefilter("ignore", il2pkpd.errors.Il2pkpdWarning)
+        post = il2pkpd.fit(model, tmp_path / "data.csv", init=ml_fit, parameterization=forced, chains=1, tune=150, draws=100,
+                           predictive_draws=0, seed=3)
+    assert post.info["parameterization"] == forced and post.info["parameterization_rule"].startswith("given")
+    assert {"eta_base", "eta_slope", "z_slope"} <= set(post.idata["posterior"].data_vars) and "z_base" not in post.idata["posterior"]
+    # the posterior mean of the typical baseline is within 3 posterior SDs of the ML estimate (flat-ish prior, 32 rows)
+    x = np.asarray(post.idata["posterior"]["base"].values).ravel()
+    assert abs(x.mean() - ml_fit.estimates["base"]) < 3 * x.std()

@@ -25,6 +25,7 @@ from ..errors import Il2pkpdWarning, OptionError
 from ..likelihood import METHODS, SubjectData
 from ..model import model_hash
 from ..solve import SolverOptions
+from .pymc_model import PARAMETERIZATIONS
 
 __all__ = ["Estimator", "Nuts", "JointMap", "Marginal", "ESTIMATORS", "NUTS_SAMPLERS"]
 
@@ -76,7 +77,11 @@ class Nuts(Estimator):
     """The posterior by NUTS; ``sampler`` picks the implementation (:data:`NUTS_SAMPLERS`)."""
 
     description = "NUTS: draws from the posterior (model-file priors)"
-    settings = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "predictive_draws": 200, "init": None}
+    settings = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "predictive_draws": 200, "init": None,
+                "parameterization": "auto"}
+    #: with ``parameterization="auto"`` and an ``init`` fit, a random effect whose eta-shrinkage
+    #: is below this (percent) is centred: its data pin each subject's value down
+    CENTRED_BELOW_SHRINKAGE = 30.0
 
     def check(self, settings: dict) -> None:
         if settings["sampler"] not in NUTS_SAMPLERS:
@@ -89,10 +94,29 @@ class Nuts(Estimator):
         if init is not None and init.info.get("method") not in METHODS:
             raise OptionError(f"`init` must be a maximum-likelihood fit (fit(method='focei'|'foce'|'laplace')), "
                               f"got one by {init.info.get('method', init.info.get('sampler'))!r}")
+        choice = settings["parameterization"]
+        if not (choice in ("auto", *PARAMETERIZATIONS) or isinstance(choice, dict)):
+            raise OptionError(f"`parameterization` must be 'auto', 'centered', 'noncentered' or a dict of IIV parameter -> one of those, got {choice!r}")
         if settings["sampler"] in _JAX_SAMPLERS:
             _require_package(settings["sampler"])
 
-    def run(self, model, subjects, *, options, seed, progressbar, sampler, draws, tune, chains, predictive_draws, init):
+    def parameterization(self, model, choice, init) -> tuple[dict, str]:
+        """Each estimated IIV parameter's parameterisation and the rule that chose it."""
+        from .pymc_model import estimated_parameters
+
+        names = estimated_parameters(model)
+        with_iiv = [p.name for p in model.parameters if p.name in names and p.iiv is not None and p.iiv.omega > 0]
+        if isinstance(choice, dict):
+            return {n: choice.get(n, "noncentered") for n in with_iiv}, "given (parameters not named: noncentered)"
+        if choice in PARAMETERIZATIONS:
+            return {n: choice for n in with_iiv}, "given"
+        shrinkage = (init.info.get("eta_shrinkage_percent") or {}) if init is not None else {}
+        if not shrinkage:
+            return {n: "noncentered" for n in with_iiv}, "auto without an init fit's shrinkage: noncentered"
+        rule = f"auto: centered where the init fit's eta-shrinkage < {self.CENTRED_BELOW_SHRINKAGE:g}%, else noncentered"
+        return {n: "centered" if shrinkage.get(n, 100.0) < self.CENTRED_BELOW_SHRINKAGE else "noncentered" for n in with_iiv}, rule
+
+    def run(self, model, subjects, *, options, seed, progressbar, sampler, draws, tune, chains, predictive_draws, init, parameterization):
         import arviz as az
         import pymc as pm
         import xarray as xr
@@ -101,12 +125,14 @@ class Nuts(Estimator):
         from .pymc_model import build_pymc_model, estimated_parameters
 
         t0 = time.perf_counter()
-        pmodel = build_pymc_model(model, subjects, options=options)
+        chosen, rule = self.parameterization(model, parameterization, init)
+        pmodel = build_pymc_model(model, subjects, options=options, parameterization=chosen)
         initvals = None if init is None else initial_values(pmodel, init, subjects)
         var_names = _population_names(model, pmodel, estimated_parameters(model))
         info = {**_provenance(model, subjects, seed), "method": "nuts", "sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
                 "solver": {"solver": options.solver, "rtol": options.rtol, "atol": options.atol},
-                "initial_values": "the maximum-likelihood fit given as init" if init is not None else "PyMC's defaults (model file)"}
+                "initial_values": "the maximum-likelihood fit given as init" if init is not None else "PyMC's defaults (model file)",
+                "parameterization": chosen, "parameterization_rule": rule}
         with pmodel:
             if sampler == "nutpie":
                 idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="nutpie", random_seed=seed, progressbar=progressbar,

@@ -94,8 +94,8 @@ def _subject_data(data, model, covariates=None) -> SubjectData:
 
 def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOptions | None = None, progressbar: bool = False,
         covariates=None, sampler: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
-        predictive_draws: int | None = None, init: Fit | None = None, sir_samples: int | None = None, priors: bool | None = None,
-        restarts: int | None = None) -> Fit:
+        predictive_draws: int | None = None, init: Fit | None = None, parameterization: str | dict | None = None,
+        sir_samples: int | None = None, priors: bool | None = None, restarts: int | None = None) -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -129,7 +129,7 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
 
     Other Parameters
     ----------------
-    sampler, draws, tune, chains, predictive_draws, init
+    sampler, draws, tune, chains, predictive_draws, init, parameterization
         ``method="nuts"`` only. ``sampler``: ``"nutpie"`` (default: Rust NUTS, chains in
         threads), ``"pymc"`` (chains one after another), ``"numpyro"`` or ``"blackjax"``
         (through PyMC's JAX backend, chains vectorised); ``sampler="map"`` is
@@ -138,6 +138,10 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
         ``posterior_predictive`` groups; 0 skips them. ``init``: a maximum-likelihood fit of
         the same model and data whose estimates and conditional modes start every chain
         (typical values, ``omega_*``, ``sigma_*``, ``z_<name> = eta / omega``).
+        ``parameterization``: ``"auto"`` (default: with ``init``, each random effect centred
+        where the init fit's eta-shrinkage is below 30%, non-centred otherwise; without
+        ``init``, non-centred), ``"centered"``, ``"noncentered"``, or a dict by parameter
+        (see :func:`~.pymc_model.build_pymc_model`); the choice is in ``info``.
     sir_samples, priors, restarts
         Maximum-likelihood methods only. ``sir_samples`` (0): draw this many SIR samples
         (:func:`~il2pkpd.inference.estimation.sir`) and keep a fifth as the fit's
@@ -158,7 +162,7 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
         ``observed_data``.
     """
     given = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "predictive_draws": predictive_draws, "init": init,
-             "sir_samples": sir_samples, "priors": priors, "restarts": restarts}
+             "parameterization": parameterization, "sir_samples": sir_samples, "priors": priors, "restarts": restarts}
     given = {k: v for k, v in given.items() if v is not None}
     if method not in ESTIMATORS:
         raise OptionError(f"`method` must be one of {list(ESTIMATORS)}, got {method!r}")
@@ -181,8 +185,8 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
 
 def initial_values(pmodel, init: Fit, subjects: SubjectData) -> dict[str, object]:
     """NUTS starting values (the PyMC model's free variables, natural scale) from a
-    maximum-likelihood fit: its estimates by name and ``z_<name> = eta / omega`` from its
-    conditional modes, matched to the subjects by ID.
+    maximum-likelihood fit: its estimates by name and, from its conditional modes matched to
+    the subjects by ID, ``z_<name> = eta / omega`` (non-centred) or ``eta_<name>`` (centred).
 
     Raises
     ------
@@ -200,6 +204,8 @@ def initial_values(pmodel, init: Fit, subjects: SubjectData) -> dict[str, object
         z, omega = f"z_{name}", init.estimates.get(f"omega_{name}")
         if z in free and omega:
             out[z] = eta[:, k] / omega
+        if f"eta_{name}" in free:  # a centred random effect
+            out[f"eta_{name}"] = eta[:, k]
     missing = sorted(free - set(out))
     if missing:
         raise OptionError(f"`init` has no value for {missing}: fit the same model by maximum likelihood first")

@@ -16,12 +16,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ..dosing import Records
-from ..errors import DataFormatError, ModelSpecError
+from ..errors import DataFormatError, ModelSpecError, OptionError
 from ..model import ERROR_MODEL_PARAMETERS
 from ..likelihood import JointLoglik, SubjectData
 from ..simulation import apply_iiv
@@ -29,7 +29,7 @@ from ..solve import SolverOptions
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from .priors import OMEGA_PRIOR, sigma_prior
 
-__all__ = ["build_pymc_model", "fit_map", "estimated_parameters", "MAP_GRADIENT_TOL"]
+__all__ = ["build_pymc_model", "fit_map", "estimated_parameters", "MAP_GRADIENT_TOL", "PARAMETERIZATIONS"]
 
 _ERROR_KEYS = ERROR_MODEL_PARAMETERS
 
@@ -57,8 +57,19 @@ def _prior(pm, p):
     raise ModelSpecError(f"prior {kind!r} of `{p.name}` has no PyMC counterpart")  # pragma: no cover (validated in the spec)
 
 
-def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, options: SolverOptions | None = None):
+#: the ways a random effect can enter the PyMC model
+PARAMETERIZATIONS = ("centered", "noncentered")
+
+
+def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, options: SolverOptions | None = None,
+                     parameterization: Mapping[str, str] | None = None):
     """The PyMC model of ``subjects`` under ``model`` (see the module docstring).
+
+    ``parameterization`` maps an IIV parameter's name to ``"noncentered"`` (the default:
+    ``eta = omega * z``, ``z ~ N(0, 1)``, free variable ``z_<name>``; best where the data say
+    little about each subject, high shrinkage) or ``"centered"`` (``eta ~ N(0, omega)``, free
+    variable ``eta_<name>``; best where they say much, low shrinkage: Betancourt & Girolami
+    2015). Either way the posterior has ``eta_<name>``.
 
     ``subjects`` carries the covariates (:func:`~il2pkpd.likelihood.subject_data`); records
     alone are accepted only for a model without covariates.
@@ -88,6 +99,13 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
                               f"cannot weight (SD 0): {shown}. Pre-dose samples are the usual cause: set MDV = 1 on those rows, "
                               "drop them, or use a combined (additive + proportional) error model.")
     estimated = set(estimated_parameters(model))
+    with_iiv = [p.name for p in model.parameters if p.name in estimated and p.iiv is not None and p.iiv.omega > 0]
+    parameterization = dict(parameterization or {})
+    for name, kind in parameterization.items():
+        if name not in with_iiv:
+            raise OptionError(f"`parameterization` names {name!r}, which is not an estimated parameter with IIV: {with_iiv}")
+        if kind not in PARAMETERIZATIONS:
+            raise OptionError(f"`parameterization[{name!r}]` must be one of {list(PARAMETERIZATIONS)}, got {kind!r}")
 
     with pm.Model(coords={"subject": ids}) as pmodel:
         columns = []
@@ -95,8 +113,11 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
             pop = _prior(pm, p) if p.name in estimated else pt.as_tensor_variable(np.float64(p.value))
             if p.name in estimated and p.iiv is not None and p.iiv.omega > 0:
                 omega = pm.HalfNormal(f"omega_{p.name}", sigma=OMEGA_PRIOR["sd"])
-                z = pm.Normal(f"z_{p.name}", 0.0, 1.0, dims="subject")
-                eta = pm.Deterministic(f"eta_{p.name}", omega * z, dims="subject")
+                if parameterization.get(p.name, "noncentered") == "centered":
+                    eta = pm.Normal(f"eta_{p.name}", 0.0, omega, dims="subject")
+                else:
+                    z = pm.Normal(f"z_{p.name}", 0.0, 1.0, dims="subject")
+                    eta = pm.Deterministic(f"eta_{p.name}", omega * z, dims="subject")
                 col = apply_iiv(p.iiv.kind, pop, eta, xp=pt)
             else:
                 col = pt.zeros((n,)) + pop
