@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from ._events import Kind
-from ._rosenbrock import _STAGES, rodas4_step_saving, rodas4_step_vjp
+from ._rosenbrock import _STAGES, rodas4_step_forward, rodas4_step_saving, rodas4_step_vjp
 from ._status import SolveStatus
 
 __all__ = ["make_subject_loop"]
@@ -131,6 +131,8 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
         return rhs(t, y, theta, cov) + rates
 
     def step(t, h, y, rates, theta, cov):
+        if differentiation == "forward":
+            return rodas4_step_forward(field, (rates, theta, cov), t, h, y)
         f = lambda tt, yy: field(tt, yy, (rates, theta, cov))  # noqa: E731
         jac = jax.jacfwd(lambda yy: f(t, yy))(y)
         _, f_t = jax.jvp(lambda tt: f(tt, y), (t,), (jnp.ones_like(t),))
