@@ -198,3 +198,24 @@ def test_error_parameters_of_observations_without_rows_are_held_and_said(linear_
     assert two.ofv == pytest.approx(one.ofv, abs=1e-8)
     for name, value in one.estimates.items():
         assert two.estimates[name] == pytest.approx(value, rel=1e-8)
+
+
+def test_an_estimate_at_its_bound_is_flagged_not_reported_as_precise(linear_growth):
+    """The data's slope is ~0.5 (SciPy's unconstrained maximum-likelihood estimate, above
+    0.3); with the model file's upper bound 0.3 the estimate ends at the bound, and it is
+    flagged (warning, ``near_boundary``), as NONMEM's PARAMETER ESTIMATE IS NEAR ITS BOUNDARY."""
+    import dataclasses
+
+    from il2pkpd.errors import Il2pkpdWarning
+
+    subjects, designs = _data(n=10, seed=3)
+    oracle = scipy.optimize.minimize(_ofv, np.array([10.0, 0.5, math.log(4.0), math.log(0.09), 0.0]), args=(designs,), method="BFGS")
+    assert oracle.x[1] > 0.35
+    model = il2pkpd.build_model(linear_growth)
+    capped = model.replace(parameters=tuple(dataclasses.replace(p, lower=0.0, upper=0.3, value=0.2) if p.name == "slope" else p
+                                            for p in model.parameters))
+    with pytest.warns(Il2pkpdWarning, match=r"\['slope'\] ended at \(or next to\) a bound"):
+        est = estimate(capped, subjects, covariance=False)
+    assert est.estimates["slope"] == pytest.approx(0.3, abs=3e-4)
+    assert est.info["near_boundary"] == ["slope"] and bool(est.table.loc["slope", "near_boundary"])
+    assert not est.table.drop(index="slope")["near_boundary"].any()

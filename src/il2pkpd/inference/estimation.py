@@ -333,12 +333,18 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     info["wall_time_s"] = time.perf_counter() - t_start
     info["residuals"] = _residual_table(ml, unpack(jnp.asarray(u_hat)), modes.eta)
     info["eps_shrinkage_percent"] = _eps_shrinkage(model, info["residuals"])
+    at_bound = _at_bound(lay, nat, [values0[n] for n in lay.names])
+    info["near_boundary"] = [n for n, b in zip(lay.names, at_bound) if b]
+    if info["near_boundary"]:
+        warnings.warn(f"{method}: {info['near_boundary']} ended at (or next to) a bound of the model file, or a variance near 0 "
+                      "(NONMEM's PARAMETER ESTIMATE IS NEAR ITS BOUNDARY): the likelihood would go past it; their standard errors "
+                      "and Wald intervals describe nothing there (the table's `near_boundary` column)", Il2pkpdWarning, stacklevel=2)
 
     def objective_at(u) -> float:
         m = ml.modes(*_numpy_population(unpack(jnp.asarray(u))), eta0=modes.eta, tol=eta_tol)
         return m.ofv + (float(penalty(jnp.asarray(u, dtype=float))[0]) if penalty is not None else 0.0)
 
-    return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov),
+    return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov, at_bound),
                     covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info,
                     _scale=_EstimationScale(u_hat, cov_u, objective, objective_at, natural, log_jacobian, list(lay.names)))
 
@@ -533,9 +539,31 @@ def _covariance_step(gradient_at, u_hat, jac_hat, natural, sandwich: bool = True
         "r_matrix_u": r.tolist(), "s_matrix_u": s.tolist()}
 
 
-def _table(lay: _Layout, nat: np.ndarray, cov: np.ndarray | None):
+def _at_bound(lay: _Layout, nat: np.ndarray, start: list) -> list[bool]:
+    """Which estimates sit at a bound: a typical value within 0.1% of its range from a bound
+    (two bounds) or within 1e-4 of its start's distance from its one bound; a variance or
+    residual parameter below 1e-4 of its start (their bound is 0)."""
+    out = []
+    for i, (x, x0) in enumerate(zip(nat, start)):
+        if i < len(lay.theta_bounds):
+            lo, hi = lay.theta_bounds[i]["lower"], lay.theta_bounds[i]["upper"]
+            if math.isfinite(lo) and math.isfinite(hi):
+                out.append(bool(min(x - lo, hi - x) < 1e-3 * (hi - lo)))
+            elif math.isfinite(lo) or math.isfinite(hi):
+                bound = lo if math.isfinite(lo) else hi
+                out.append(bool(abs(x - bound) < 1e-4 * abs(x0 - bound)))
+            else:
+                out.append(False)
+        else:
+            out.append(bool(x < 1e-4 * x0))
+    return out
+
+
+def _table(lay: _Layout, nat: np.ndarray, cov: np.ndarray | None, at_bound: list | None = None):
     import pandas as pd
 
     se = np.sqrt(np.diag(cov)) if cov is not None else np.full(len(nat), np.nan)
     return pd.DataFrame({"kind": lay.kinds, "estimate": nat, "se": se, "rse_percent": 100 * se / np.abs(nat),
-                         "ci_low": nat - 1.959963984540054 * se, "ci_high": nat + 1.959963984540054 * se}, index=pd.Index(lay.names, name="parameter"))
+                         "ci_low": nat - 1.959963984540054 * se, "ci_high": nat + 1.959963984540054 * se,
+                         "near_boundary": at_bound if at_bound is not None else [False] * len(nat)},
+                        index=pd.Index(lay.names, name="parameter"))
