@@ -273,6 +273,7 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
                                        options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-6})
 
     res = optimise(u0, "starting values")
+    best_eta = state["eta"]  # the modes where the best run ended: the final solve starts there
     runs = [{"start": dict(zip(lay.names, natural(u0).tolist())), "objective": float(res.fun), "converged": bool(res.success)}]
     rng = np.random.default_rng(seed)
     for r in range(int(restarts)):
@@ -290,8 +291,8 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
             continue
         runs.append({"start": values, "objective": float(other.fun), "converged": bool(other.success)})
         if other.fun < res.fun:
-            res = other
-    state["eta"] = None
+            res, best_eta = other, state["eta"]
+    state["eta"] = best_eta
     u_hat = res.x
     modes = modes_at(u_hat)
     objective, g_hat, obj, jac = objective_and_subject_gradients(u_hat, modes.eta)

@@ -102,10 +102,9 @@ class Nuts(Estimator):
 
     def parameterization(self, model, choice, init) -> tuple[dict, str]:
         """Each estimated IIV parameter's parameterisation and the rule that chose it."""
-        from .pymc_model import estimated_parameters
+        from .pymc_model import random_effect_parameters
 
-        names = estimated_parameters(model)
-        with_iiv = [p.name for p in model.parameters if p.name in names and p.iiv is not None and p.iiv.omega > 0]
+        with_iiv = random_effect_parameters(model)
         if isinstance(choice, dict):
             return {n: choice.get(n, "noncentered") for n in with_iiv}, "given (parameters not named: noncentered)"
         if choice in PARAMETERIZATIONS:
@@ -122,13 +121,14 @@ class Nuts(Estimator):
         import xarray as xr
 
         from .fit import Fit, initial_values, warn_convergence
-        from .pymc_model import build_pymc_model, estimated_parameters
+        from .pymc_model import build_pymc_model, estimated_parameters, random_effect_parameters
 
         t0 = time.perf_counter()
         chosen, rule = self.parameterization(model, parameterization, init)
         pmodel = build_pymc_model(model, subjects, options=options, parameterization=chosen)
         initvals = None if init is None else initial_values(pmodel, init, subjects)
-        var_names = _population_names(model, pmodel, estimated_parameters(model))
+        var_names = estimated_parameters(model) + [f"omega_{n}" for n in random_effect_parameters(model)] + [
+            v for v in pmodel.named_vars if v.startswith("sigma_")]
         info = {**_provenance(model, subjects, seed), "method": "nuts", "sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
                 "solver": {"solver": options.solver, "rtol": options.rtol, "atol": options.atol},
                 "initial_values": "the maximum-likelihood fit given as init" if init is not None else "PyMC's defaults (model file)",
@@ -162,13 +162,6 @@ class Nuts(Estimator):
         estimates = {k: float(summary.loc[k, "mean"]) for k in var_names}
         info["divergences"] = int(np.asarray(idata["sample_stats"]["diverging"].values).sum()) if "sample_stats" in idata.children else 0
         return Fit(model.name, summary, info, estimates, idata)
-
-
-def _population_names(model, pmodel, names: list[str]) -> list[str]:
-    """Typical values, ``omega_*`` and ``sigma_*`` of the PyMC model, in that order."""
-    omegas = [f"omega_{p.name}" for p in model.parameters if p.name in names and p.iiv is not None and p.iiv.omega > 0]
-    sigmas = [v for v in pmodel.named_vars if v.startswith("sigma_")]
-    return names + omegas + sigmas
 
 
 class JointMap(Estimator):
@@ -235,7 +228,10 @@ class Marginal(Estimator):
                 return (f"sigma_{obs}" if len(per_observation[obs]) == 1 else f"sigma_{obs}_{key}"), np.asarray
             return name, np.asarray
 
-        estimates = {fit_name(name)[0]: float(fit_name(name)[1](value)) for name, value in est.estimates.items()}
+        estimates = {}
+        for name, value in est.estimates.items():
+            new, transform = fit_name(name)
+            estimates[new] = float(transform(value))
         info = {**_provenance(model, subjects, seed), "ofv": est.ofv, **{k: v for k, v in est.info.items() if k != "covariance_step"},
                 "covariance_step": {k: v for k, v in est.info.get("covariance_step", {}).items() if not k.endswith("_u")},
                 "ebe": {"names": est.iiv_names, "subjects": [str(r.subject) for r in subjects.records], "eta": est.eta.tolist()},

@@ -39,6 +39,12 @@ def estimated_parameters(model) -> list[str]:
     return [p.name for p in model.parameters if not p.fixed and p.prior is not None]
 
 
+def random_effect_parameters(model) -> list[str]:
+    """Estimated parameters with a random effect in the PyMC model (``iiv`` with omega > 0)."""
+    names = set(estimated_parameters(model))
+    return [p.name for p in model.parameters if p.name in names and p.iiv is not None and p.iiv.omega > 0]
+
+
 def _prior(pm, p):
     d = p.prior
     kind = d["dist"]
@@ -99,7 +105,7 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
                               f"cannot weight (SD 0): {shown}. Pre-dose samples are the usual cause: set MDV = 1 on those rows, "
                               "drop them, or use a combined (additive + proportional) error model.")
     estimated = set(estimated_parameters(model))
-    with_iiv = [p.name for p in model.parameters if p.name in estimated and p.iiv is not None and p.iiv.omega > 0]
+    with_iiv = random_effect_parameters(model)
     parameterization = dict(parameterization or {})
     for name, kind in parameterization.items():
         if name not in with_iiv:
@@ -111,7 +117,7 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
         columns = []
         for p in model.parameters:
             pop = _prior(pm, p) if p.name in estimated else pt.as_tensor_variable(np.float64(p.value))
-            if p.name in estimated and p.iiv is not None and p.iiv.omega > 0:
+            if p.name in with_iiv:
                 omega = pm.HalfNormal(f"omega_{p.name}", sigma=OMEGA_PRIOR["sd"])
                 if parameterization.get(p.name, "noncentered") == "centered":
                     eta = pm.Normal(f"eta_{p.name}", 0.0, omega, dims="subject")
