@@ -1,4 +1,4 @@
-"""Command line: ``il2pkpd simulate``, ``predict``, ``fit``, ``sweep``, ``models``, ``datasets``.
+"""Command line: ``il2pkpd simulate``, ``predict``, ``fit``, ``sweep``, ``optimize``, ``models``, ``datasets``.
 
 Thin: parse -> call -> write -> exit code. An :class:`~il2pkpd.errors.Il2pkpdError` prints
 ``error: <message>`` and exits with 2; anything else is a bug and shows its traceback
@@ -21,7 +21,7 @@ from .errors import DataFormatError, Il2pkpdError, OptionError
 from .solver_options import DEFAULT_SOLVER_OPTIONS, SOLVER_NAMES
 
 # the library's solver defaults per use (one place: il2pkpd.solver_options)
-_SIM, _FIT, _SWEEP, _EST = (DEFAULT_SOLVER_OPTIONS[use] for use in ("simulate", "fit", "sweep", "estimate"))
+_SIM, _FIT, _SWEEP, _EST, _OPT = (DEFAULT_SOLVER_OPTIONS[use] for use in ("simulate", "fit", "sweep", "estimate", "optimize"))
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="il2pkpd: PK/PD of low-dose IL-2 (aldesleukin), solved with JAX.")
 log = logging.getLogger("il2pkpd")
@@ -110,7 +110,7 @@ def _check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
     if path.is_dir():
         raise DataFormatError(f"`{flag}` {str(path)!r} is a folder; give a file name, e.g. {str(path / ('out' + suffixes[0]))!r}")
     if path.suffix.lower() not in suffixes:
-        allowed = ", ".join(suffixes[:-1]) + " or " + suffixes[-1]
+        allowed = ", ".join(suffixes[:-1]) + " or " + suffixes[-1] if len(suffixes) > 1 else suffixes[0]
         raise DataFormatError(f"`{flag}` must end in {allowed}, got {str(path)!r}")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
@@ -621,6 +621,82 @@ def sweep(
         plot_sweep_heatmap(result.summary, heatmap, path=out / "heatmap.png")
         typer.echo(f"wrote {out / 'heatmap.png'}")
     typer.echo(f"wrote {out} ({result.chunks_run} chunks run, {result.chunks_skipped} already done; {result.wall_time_s:.1f} s)")
+
+
+@app.command()
+@_handle_errors
+def optimize(
+    objective: Annotated[str, typer.Option(help="maximise|minimise QUANTITY: P(TARGET), E(METRIC) or total_dose, e.g. 'maximise P(cmax(treg_fold) >= 1.75)'.")],
+    space: Annotated[str, typer.Option(help="The regimen variables, e.g. 'dose=0.1..3; interval=1d,2d,3d,7d; induction=0..7' (LO..HI continuous; A,B,C enumerated; counts are integers).")],
+    regimen: Annotated[str, typer.Option(help="Regimen template with {name} placeholders, e.g. '{dose} MIU sc qd x{induction} then {dose} MIU sc q{interval} x7'.")],
+    horizon: Annotated[float, typer.Option(help="Simulated time from the first dose (model time unit); metric times must lie within it.")],
+    out: Annotated[Path, typer.Option(help="Result file (.json): the optimal regimen, its quantities with uncertainty, constraints, every candidate.")],
+    constraint: Annotated[Optional[list[str]], typer.Option(help="QUANTITY <= | >= NUMBER (repeatable), e.g. 'P(cmax(nk_fold) >= 1.5) <= 0.1' or 'total_dose <= 20'.")] = None,
+    model: Annotated[str, typer.Option(help="Model name or .toml path.")] = "ivory",
+    fit: Annotated[Optional[str], typer.Option(help="Population draws from this stored fit (default: the model file's typical values).")] = None,
+    draws: Annotated[Optional[int], typer.Option(help="Population draws of --fit used (evenly spaced) [default: min(100, all)].")] = None,
+    subjects: Annotated[int, typer.Option(help="Virtual subjects per draw with IIV (0: the typical subject of each draw).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the virtual subjects.")] = 0,
+    temperature: Annotated[float, typer.Option(help="Relative width of the logistic smoothing each probability's indicator.")] = 0.05,
+    grid_step: Annotated[Optional[float], typer.Option(help="Output grid spacing (model time unit) [default: one day].")] = None,
+    dose_offsets: Annotated[Optional[str], typer.Option(help="Comma-separated output times after every dose, in hours [default: 1,2,3,4,6,8,12,24].")] = None,
+    solver: Annotated[Optional[str], typer.Option(help=f"ODE solver [default: {_OPT.solver}, whose loop carries the gradients].")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help=f"Relative tolerance of the ODE solver [default: {_OPT.rtol:g}].")] = None,
+    atol: Annotated[Optional[float], typer.Option(help=f"Absolute tolerance, in the states' declared units [default: {_OPT.atol:g}].")] = None,
+) -> None:
+    """Find the regimen that optimises a probability or expectation under constraints."""
+    import json
+    import warnings
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .design.optimize import optimize_regimen
+    from .io.model_file import load_model
+    from .io.output import atomic_write
+    from .solver_options import default_options
+
+    _check_writable(out, "--out", (".json",))
+    offsets = None
+    if dose_offsets is not None:
+        try:
+            offsets = [float(x) / 24.0 for x in _split(dose_offsets)]
+        except ValueError:
+            raise DataFormatError(f"`--dose-offsets` must be comma-separated hours, e.g. 1,2,4,8, got {dose_offsets!r}") from None
+        if not offsets or min(offsets) < 0:
+            raise DataFormatError(f"`--dose-offsets` must be hours >= 0, got {dose_offsets!r}")
+    options = default_options("optimize", solver=solver, rtol=rtol, atol=atol)
+    m = load_model(model)
+    params = None
+    if fit is not None:
+        params, _ = _fit_draws(fit, draws, m)
+    elif draws is not None:
+        raise DataFormatError("`--draws` picks draws of --fit; without --fit the model file's typical values are one draw")
+    console = Console(stderr=True)
+    with console.status(f"optimising the regimen of {m.name} ..."), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = optimize_regimen(m, params, objective=objective, constraints=constraint or (), space=space, regimen=regimen, horizon=horizon,
+                                  subjects=subjects, seed=seed, temperature=temperature, grid_step=grid_step,
+                                  dose_offsets=offsets, options=options)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+    payload = {"model": m.name, "fit": fit, "objective": result.objective, "regimen": result.regimen, "values": result.values,
+               "feasible": result.feasible, "constraints": result.constraints, "quantities": result.quantities,
+               "candidates": result.candidates, "failed": result.failed, "settings": result.settings}
+    atomic_write(out, lambda p: p.write_text(json.dumps(payload, indent=1, default=float)))
+    table = Table("quantity", "mean", "q05 (draws)", "median", "q95 (draws)", "MC SE", title=f"optimum: {result.regimen or 'none feasible'}")
+    for q in result.quantities:
+        table.add_row(q["quantity"], *(f"{q[k]:.4g}" for k in ("mean", "q05", "median", "q95", "mc_se")))
+    Console(width=200).print(table)
+    for c in result.constraints:
+        typer.echo(f"constraint {c['text']}: {c['value']:.4g} ({'holds' if c['satisfied'] else 'VIOLATED'}{', active' if c['active'] else ''})")
+    st = result.settings
+    typer.echo(f"metrics on an output grid: every {st['grid_step']:g} {m.time_unit} and {len(st['dose_offsets_days'])} times after each dose "
+               f"(maxima refined by a parabola, areas by trapezoids; --grid-step and --dose-offsets make it finer)")
+    typer.echo(f"wrote {out} ({st['wall_time_s']:.1f} s; {len(result.candidates)} combination(s))")
+    if result.regimen is None:
+        raise typer.Exit(1)
 
 
 def _sig3(x: float) -> str:

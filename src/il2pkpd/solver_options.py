@@ -95,6 +95,7 @@ DEFAULT_SOLVER_OPTIONS = MappingProxyType({
     "calibration": SolverOptions(solver="rodas4", rtol=1e-6, atol=1e-9),
     "sweep": SolverOptions(solver="rodas4", rtol=1e-4, atol=1e-7),
     "estimate": SolverOptions(solver="rodas4", rtol=1e-8, atol=1e-10),
+    "optimize": SolverOptions(solver="rodas4", rtol=1e-6, atol=1e-9),
 })
 
 

@@ -37,7 +37,8 @@ def auc(a, b):
 def pk_result():
     design = il2pkpd.SweepDesign(
         "pk1_oral", (("single", "100 mg po once"),), horizon=48.0, dense_step=0.1, grid_step=0.1,
-        metrics=("cmax(cp)", "tmax(cp)", "auc(cp)", "auc(cp, 2, 10)", "above(cp, 3)", "at(cp, 10)", "change(cp, 24)", "min(cp)"),
+        metrics=("cmax(cp)", "tmax(cp)", "auc(cp)", "auc(cp, 2, 10)", "above(cp, 3)", "at(cp, 10)", "change(cp, 24)", "min(cp)",
+                 "cmax(cp, 10, 20)", "tmax(cp, 10, 20)", "min(cp, 1, 5)", "cmax(cp, 2, 30)"),
         targets=("cmax(cp) >= 4 & above(cp, 3) > 20",), solver="tsit5", rtol=1e-9, atol=1e-12,
     )
     return il2pkpd.sweep(design).table.iloc[0]
@@ -56,6 +57,16 @@ def test_auc_and_values_at_times_match_the_closed_form(pk_result):
     assert pk_result["at(cp, 10)"] == pytest.approx(conc(10.0), rel=1e-7)
     assert pk_result["change(cp, 24)"] == pytest.approx(conc(24.0) - 0.0, rel=1e-7)
     assert pk_result["min(cp)"] == pytest.approx(0.0, abs=1e-12)  # before the dose is absorbed
+
+
+def test_windowed_extrema_match_the_closed_form(pk_result):
+    """Over a window, the extremum is the closed form's: at the window's end where C is
+    monotone there (no parabola across the window's edge), at the peak where it is inside."""
+    tmax = math.log(KA / K) / (KA - K)
+    assert pk_result["cmax(cp, 10, 20)"] == pytest.approx(conc(10.0), rel=1e-7)  # falling after tmax = 3.2 h
+    assert pk_result["tmax(cp, 10, 20)"] == pytest.approx(10.0, abs=1e-9)
+    assert pk_result["min(cp, 1, 5)"] == pytest.approx(min(conc(1.0), conc(5.0)), rel=1e-7)
+    assert pk_result["cmax(cp, 2, 30)"] == pytest.approx(conc(tmax), rel=1e-5)
 
 
 def test_cmax_after_iv_boluses_is_not_interpolated_across_a_dose():

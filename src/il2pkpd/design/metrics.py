@@ -5,6 +5,8 @@ event, in the model's time unit:
 
 ===========================  ==================================================================
 ``cmax(conc)``               maximum over the horizon (three-point parabolic refinement)
+``cmax(conc, a, b)``         maximum over the window from time ``a`` to ``b`` (the same for
+                             ``tmax`` and ``min``; e.g. a steady-state interval)
 ``tmax(conc)``               time of that maximum
 ``min(out)``                 minimum over the horizon
 ``auc(conc)``                area under the curve over the horizon (trapezoid on the grid)
@@ -32,6 +34,7 @@ import math
 import re
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -39,7 +42,8 @@ from ..errors import OptionError
 
 __all__ = ["Metric", "Target", "parse_metric", "parse_target", "output_grid", "MetricEvaluator", "DEFAULT_DOSE_OFFSETS"]
 
-_KINDS = {"cmax": 0, "max": 0, "tmax": 0, "min": 0, "auc": (0, 2), "above": 1, "at": 1, "change": 1, "pchange": 1, "risk": 1, "hr": 1}
+_KINDS = {"cmax": (0, 2), "max": (0, 2), "tmax": (0, 2), "min": (0, 2), "auc": (0, 2), "above": 1, "at": 1, "change": 1, "pchange": 1, "risk": 1, "hr": 1}
+_WINDOWED = ("cmax", "max", "tmax", "min", "auc")  # optional window (a, b)
 _CALL = re.compile(r"^\s*([a-z]+)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*((?:,\s*[^,()]+\s*)*)\)\s*$")
 # offsets after each dose added to the grid (fraction of a day): s.c. IL-2 peaks within hours
 DEFAULT_DOSE_OFFSETS = tuple(h / 24.0 for h in (1, 2, 3, 4, 6, 8, 12, 24))
@@ -64,7 +68,7 @@ class Metric:
         """Times this metric needs on the grid."""
         if self.kind in ("at", "change", "pchange", "risk", "hr"):
             return (0.0, self.args[0])
-        if self.kind == "auc" and self.args:
+        if self.kind in _WINDOWED and self.args:
             return self.args
         return ()
 
@@ -98,8 +102,8 @@ def parse_metric(text: str, model) -> Metric:
             raise OptionError(f"metric {text!r}: {output!r} is not an output of model {model.name!r} (has {outputs})")
     if kind in ("at", "change", "pchange", "risk", "hr") and args[0] < 0:
         raise OptionError(f"metric {text!r}: the time must be >= 0, got {args[0]:g}")
-    if kind == "auc" and args and not 0 <= args[0] < args[1]:
-        raise OptionError(f"metric {text!r}: auc(output, a, b) needs 0 <= a < b, got a={args[0]:g}, b={args[1]:g}")
+    if kind in _WINDOWED and args and not 0 <= args[0] < args[1]:
+        raise OptionError(f"metric {text!r}: {kind}(output, a, b) needs 0 <= a < b, got a={args[0]:g}, b={args[1]:g}")
     return Metric(kind, output, tuple(args))
 
 
@@ -178,7 +182,7 @@ class MetricEvaluator:
     -----
     Output grids of different regimens are padded to one length by repeating the last time
     (so that one compiled program serves every regimen); repeated times are recognised and
-    carry the last real value, contributing nothing to areas or times above.
+    carry the value of their first occurrence, contributing nothing to areas or times above.
     """
 
     def __init__(self, metrics, model):
@@ -197,8 +201,11 @@ class MetricEvaluator:
         if breaks is None:
             breaks = jnp.zeros(t.shape, dtype=bool)
         valid = jnp.concatenate([jnp.array([True]), jnp.diff(t) > 0])
-        last = jnp.argmax(t)  # first occurrence of the final time
-        outs = jnp.where(valid[:, None], outs, outs[last][None, :])
+        # a repeated time carries the value of its first occurrence (padding repeats the
+        # final time; a moving grid may repeat one inside): it adds nothing to areas or
+        # times above, and it is never a sample of another time
+        first = jax.lax.cummax(jnp.where(valid, jnp.arange(t.shape[0]), 0))
+        outs = outs[first]
 
         def at(x):
             return jnp.argmin(jnp.abs(t - x))
@@ -207,7 +214,12 @@ class MetricEvaluator:
         for m, col in zip(self.metrics, self._cols, strict=True):
             y = outs[:, col]
             if m.kind in ("cmax", "max", "tmax", "min"):
-                peak, when = _extremum(t, -y if m.kind == "min" else y, breaks)
+                z = -y if m.kind == "min" else y
+                inside = None
+                if m.args:  # a window: samples outside it cannot be the extremum
+                    a, b = m.args
+                    inside = (t >= a - 1e-9) & (t <= b + 1e-9)
+                peak, when = _extremum(t, z, breaks, inside)
                 values.append(when if m.kind == "tmax" else (-peak if m.kind == "min" else peak))
             elif m.kind == "auc":
                 a, b = m.args if m.args else (-jnp.inf, jnp.inf)
@@ -229,12 +241,16 @@ class MetricEvaluator:
         return jnp.stack(values)
 
 
-def _extremum(t, y, breaks=None):
+def _extremum(t, y, breaks=None, inside=None):
     """Maximum of samples ``y`` at times ``t`` refined by the parabola through the largest
     sample and its neighbours (exact for a quadratic peak; the grid value at the ends, and
     where a dose falls between the three samples: a parabola across a bolus jump or an
-    infusion's end would overshoot)."""
+    infusion's end would overshoot). With ``inside`` (T,) only those samples count, and a
+    parabola needs all three inside (the window's ends are ends)."""
     n = t.shape[0]
+    if inside is not None:
+        # a finite floor, not -inf: the parabola's algebra (and its gradient) stay finite
+        y = jnp.where(inside, y, jnp.min(y) - 1.0 - jnp.abs(jnp.min(y)))
     i = jnp.argmax(y)
     j = jnp.clip(i, 1, n - 2)
     t0, t1, t2 = t[j - 1], t[j], t[j + 1]
@@ -246,6 +262,8 @@ def _extremum(t, y, breaks=None):
     a = (d12 - d01) / (h01 + h12)
     smooth = True if breaks is None else ~breaks[j] & ~breaks[j + 1]
     interior = (i > 0) & (i < n - 1) & distinct & (a < 0) & smooth
+    if inside is not None:
+        interior = interior & inside[j - 1] & inside[j + 1]
     a_safe = jnp.where(interior, a, -1.0)
     b = d01 - a_safe * (t0 + t1)
     tv = jnp.clip(-b / (2 * a_safe), t0, t2)
