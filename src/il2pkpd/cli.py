@@ -1,4 +1,4 @@
-"""Command line: ``il2pkpd simulate``, ``predict``, ``fit``, ``sweep``, ``optimize``, ``models``, ``datasets``.
+"""Command line: ``il2pkpd simulate``, ``predict``, ``fit``, ``sweep``, ``optimize``, ``power``, ``models``, ``datasets``.
 
 Thin: parse -> call -> write -> exit code. An :class:`~il2pkpd.errors.Il2pkpdError` prints
 ``error: <message>`` and exits with 2; anything else is a bug and shows its traceback
@@ -697,6 +697,106 @@ def optimize(
     typer.echo(f"wrote {out} ({st['wall_time_s']:.1f} s; {len(result.candidates)} combination(s))")
     if result.regimen is None:
         raise typer.Exit(1)
+
+
+@app.command()
+@_handle_errors
+def power(
+    out: Annotated[Path, typer.Option(help="Output folder (trial blocks as Parquet, manifest.json, summary.csv). Rerun to resume.")],
+    analysis: Annotated[list[str], typer.Option(help="Analysis (repeatable): ancova(OBS, DAY), ttest(OBS, DAY), change(OBS, DAY) or logrank(EVENT).")],
+    n: Annotated[str, typer.Option(help="Comma-separated total sample sizes, e.g. 40,60,100,200.")],
+    model: Annotated[str, typer.Option(help="Model name or .toml path.")] = "ivory",
+    design: Annotated[Optional[str], typer.Option(help="A published design (ivory, lilacs, dilfrequency): its arms, allocation, samples, follow-up and dropout.")] = None,
+    arm: Annotated[Optional[list[str]], typer.Option(help="Arm LABEL=REGIMEN (repeatable; REGIMEN 'none' for placebo, the control), instead of --design.")] = None,
+    sample: Annotated[Optional[list[str]], typer.Option(help="What is measured when, OBS=DAY,DAY,... (repeatable; days from the first dose; with --arm).")] = None,
+    event: Annotated[Optional[list[str]], typer.Option(help="Event followed (repeatable; with --arm).")] = None,
+    followup: Annotated[Optional[float], typer.Option(help="Event follow-up, days (with --arm; overrides --design's).")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Exponential dropout per year (overrides --design's).")] = None,
+    accrual: Annotated[Optional[float], typer.Option(help="Enrolment period, days (the trial stops accrual + followup after the first entry).")] = None,
+    trials: Annotated[int, typer.Option(help="Virtual trials per sample size.")] = 1000,
+    fit: Annotated[Optional[str], typer.Option(help="Assurance over this stored fit's posterior draws (default: power at the model file's typical values).")] = None,
+    draws: Annotated[Optional[int], typer.Option(help="Posterior draws of --fit used (evenly spaced) [default: min(100, all)].")] = None,
+    alpha: Annotated[float, typer.Option(help="Two-sided significance level.")] = 0.05,
+    target: Annotated[Optional[float], typer.Option(help="Power/assurance whose sample size is wanted, e.g. 0.8.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    solver: Annotated[Optional[str], typer.Option(help=f"ODE solver [default: {_SWEEP.solver}].")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help=f"Relative tolerance of the ODE solver [default: {_SWEEP.rtol:g}].")] = None,
+    atol: Annotated[Optional[float], typer.Option(help=f"Absolute tolerance [default: {_SWEEP.atol:g}].")] = None,
+) -> None:
+    """Power (or assurance over a posterior) of a trial design over sample sizes: virtual trials analysed as the trial would be."""
+    import dataclasses
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from .design import Arm, Sample, TrialDesign, designs
+    from .design.power import trial_power
+    from .io.model_file import load_model
+    from .io.output import atomic_write
+    from .io.sweep_store import SweepFolder
+    from .solver_options import default_options
+
+    try:
+        sizes = [int(x) for x in _split(n)]
+    except ValueError:
+        raise DataFormatError(f"`--n` must be comma-separated integers, e.g. 40,60,100, got {n!r}") from None
+    if (design is None) == (not arm):
+        raise DataFormatError("give the trial either as --design NAME or by --arm LABEL=REGIMEN flags (with --sample, --event, --followup), not both or neither")
+    if design is not None:
+        known = {"ivory": designs.ivory, "lilacs": designs.lilacs, "dilfrequency": designs.dilfrequency}
+        if design not in known:
+            raise DataFormatError(f"`--design` must be one of {sorted(known)}, got {design!r}")
+        if sample or event:
+            raise DataFormatError("--sample and --event go with --arm; --design brings its own")
+        trial = known[design]()
+    else:
+        arms = []
+        for item in arm:
+            label, sep, text = item.partition("=")
+            if not sep or not label.strip() or not text.strip():
+                raise DataFormatError(f"`--arm` must look like LABEL=REGIMEN, got {item!r}")
+            arms.append(Arm(label.strip(), None if text.strip().lower() in ("none", "placebo") else text.strip(), 1))
+        samples = []
+        for item in sample or []:
+            obs, sep, days = item.partition("=")
+            try:
+                samples.append(Sample(obs.strip(), tuple(float(d) for d in _split(days))))
+            except ValueError:
+                raise DataFormatError(f"`--sample` must look like OBS=DAY,DAY,..., got {item!r}") from None
+            if not sep or not samples[-1].times:
+                raise DataFormatError(f"`--sample` must look like OBS=DAY,DAY,..., got {item!r}")
+        trial = TrialDesign("command line", tuple(arms), tuple(samples), followup=followup or 0.0, events=tuple(event or ()))
+    changes = {k: v for k, v in {"followup": followup if design else None, "dropout_per_year": dropout, "accrual": accrual}.items() if v is not None}
+    trial = dataclasses.replace(trial, **changes)
+    options = default_options("sweep", solver=solver, rtol=rtol, atol=atol)
+    m = load_model(model)
+    params = _fit_draws(fit, draws, m)[0] if fit is not None else None
+    if fit is None and draws is not None:
+        raise DataFormatError("`--draws` picks draws of --fit; without --fit the model file's typical values are one draw (power)")
+    store = SweepFolder(out)
+    console = Console(stderr=True)
+    columns = (TextColumn("[bold]power[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"), TimeElapsedColumn(), TextColumn("left"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("power", total=None)
+        result = trial_power(m, trial, analysis, sizes, n_trials=trials, params=params, alpha=alpha, target=target, seed=seed, store=store,
+                             options=options, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    store.write_summary(result.table)
+    if target is not None:
+        found = [{"analysis": a, "comparison": c, "target": target, "n_total": v, "how": "linear interpolation between the grid's sizes"}
+                 for (a, c), v in result.sample_size.items()]
+        atomic_write(out / "sample_size.json", lambda p: p.write_text(json.dumps(found, indent=1)))
+    quantity = result.table["quantity"].iloc[0]
+    table = Table("analysis", "comparison", "N", quantity, "MC SE", "trials", "failed", "estimate median [90%]", title=f"{quantity} of {trial.name} ({m.name})")
+    for _, r in result.table.iterrows():
+        table.add_row(r["analysis"], r["comparison"], str(r["n_total"]), f"{r['value']:.3f}", f"{r['mc_se']:.3f}", str(r["trials"]), str(r["failed"]),
+                      f"{r['estimate']} {r['estimate_median']:.3g} [{r['estimate_q05']:.3g}, {r['estimate_q95']:.3g}]")
+    Console(width=200).print(table)
+    for (a, c), v in result.sample_size.items():
+        typer.echo(f"N for {quantity} {target:g} ({a}, {c}): " + (f"{v:.1f} (interpolated)" if v is not None else "not reached within the sizes given"))
+    typer.echo(f"wrote {out} ({result.settings['wall_time_s']:.1f} s)")
 
 
 def _sig3(x: float) -> str:

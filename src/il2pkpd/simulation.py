@@ -970,6 +970,18 @@ def _add_extrema(model, ds, sol, names, doses, subjects, theta, cov, options, t_
     return ds.assign(new)
 
 
+def with_residual_error(error, y: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Predictions ``y`` with residual error of an observation's error model (``error``:
+    its ``ErrorModel``) for standard normals ``eps`` (see :func:`add_residual_error`)."""
+    if error.model == "additive":
+        return y + error.add * eps
+    if error.model == "proportional":
+        return y * (1 + error.prop * eps)
+    if error.model == "combined":
+        return y + np.sqrt(error.add**2 + (error.prop * y) ** 2) * eps
+    return y * np.exp(error.sigma * eps)
+
+
 def add_residual_error(model: Model, ds, *, seed: int | None = None):
     """Add ``<observation>_obs`` variables: outputs with residual error.
 
@@ -981,16 +993,8 @@ def add_residual_error(model: Model, ds, *, seed: int | None = None):
     new = {}
     for obs in model.observations:
         y = ds[obs.output]
-        eps = rng.standard_normal(y.shape)
         e = obs.error
-        if e.model == "additive":
-            v = y.values + e.add * eps
-        elif e.model == "proportional":
-            v = y.values * (1 + e.prop * eps)
-        elif e.model == "combined":
-            v = y.values + np.sqrt(e.add**2 + (e.prop * y.values) ** 2) * eps
-        else:
-            v = y.values * np.exp(e.sigma * eps)
+        v = with_residual_error(e, y.values, rng.standard_normal(y.shape))
         new[f"{obs.name}_obs"] = (y.dims, v, {"unit": y.attrs.get("unit", ""), "kind": "simulated observation", "error_model": e.model, "dvid": obs.dvid})
     return ds.assign(new)
 

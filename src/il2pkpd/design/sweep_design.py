@@ -211,6 +211,10 @@ class SweepDesign:
                 out.append(Cell(len(out), reg_label, reg, point))
         return out
 
+    def manifest_cells(self) -> list[dict]:
+        """The cells as an output folder's manifest lists them."""
+        return [{"cell": c.index, "regimen": c.regimen_label, "regimen_text": c.regimen, "params": dict(c.params)} for c in self.cells()]
+
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,4 +1,4 @@
-"""A sweep's output folder: atomic Parquet partitions, a manifest, resume.
+"""A sweep's (or a power run's) output folder: atomic Parquet partitions, a manifest, resume.
 
 Output folder layout::
 
@@ -84,9 +84,8 @@ class SweepFolder:
 
 def _manifest(design: SweepDesign, fingerprint: str, model_hash: str, fit_hash: str) -> dict:
     return {"il2pkpd_version": __version__, "fingerprint": fingerprint, "model_hash": model_hash, "fit_hash": fit_hash,
-            "design": design.to_dict(), "cells": [{"cell": c.index, "regimen": c.regimen_label, "regimen_text": c.regimen,
-                                                    "params": dict(c.params)} for c in design.cells()],
-            "layout": "cells/cell=<5-digit cell>/draws-<6-digit first draw>.parquet; columns draw, subject, status, metrics"}
+            "design": design.to_dict(), "cells": design.manifest_cells(),
+            "layout": "cells/cell=<5-digit cell>/draws-<6-digit first draw or trial>.parquet"}
 
 
 def read_sweep(out: str | Path):
@@ -101,4 +100,6 @@ def read_sweep(out: str | Path):
         parts.append(t)
     if not parts:
         raise OptionError(f"{str(out)!r} holds no finished sweep chunks")
-    return pd.concat(parts, ignore_index=True).sort_values(["cell", "draw", "subject"], kind="stable").reset_index(drop=True)
+    table = pd.concat(parts, ignore_index=True)
+    keys = [k for k in ("cell", "draw", "subject", "trial") if k in table]  # sweeps: draw, subject; power runs: trial
+    return table.sort_values(keys, kind="stable").reset_index(drop=True)
