@@ -789,9 +789,10 @@ def power(
                  for (a, c), v in result.sample_size.items()]
         atomic_write(out / "sample_size.json", lambda p: p.write_text(json.dumps(found, indent=1)))
     quantity = result.table["quantity"].iloc[0]
-    table = Table("analysis", "comparison", "N", quantity, "MC SE", "trials", "failed", "estimate median [90%]", title=f"{quantity} of {trial.name} ({m.name})")
+    table = Table("analysis", "comparison", "N", quantity, "MC SE", "trials", "failed solves", "no test (e.g. no event)", "estimate median [90%]",
+                  title=f"{quantity} of {trial.name} ({m.name}); SIMULATED")
     for _, r in result.table.iterrows():
-        table.add_row(r["analysis"], r["comparison"], str(r["n_total"]), f"{r['value']:.3f}", f"{r['mc_se']:.3f}", str(r["trials"]), str(r["failed"]),
+        table.add_row(r["analysis"], r["comparison"], str(r["n_total"]), f"{r['value']:.3f}", f"{r['mc_se']:.3f}", str(r["trials"]), str(r["failed"]), str(r["undefined"]),
                       f"{r['estimate']} {r['estimate_median']:.3g} [{r['estimate_q05']:.3g}, {r['estimate_q95']:.3g}]")
     Console(width=200).print(table)
     for (a, c), v in result.sample_size.items():

@@ -470,3 +470,75 @@ def plot_sweep_heatmap(summary, column: str, path: str | Path | None = None):
     fig.colorbar(im, ax=ax, label=column)
     ax.set_title(f"{column} (simulated)")
     return _save(fig, path)
+
+
+_FLAG_REGIMEN = re.compile(r"^([0-9.]+) (\S+) q([0-9.]+)([hdw])$")
+
+
+def plot_dose_response(summary, column: str, path: str | Path | None = None, *, window: tuple[float | None, float | None] | None = None,
+                       ax=None):
+    """A sweep summary column against dose, one line per maintenance interval (regimens
+    labelled ``"<dose> <unit> q<interval>"`` as ``il2pkpd sweep --dose ... --interval ...``
+    names them): a metric's median with its 5-95% band across draws and subjects (``column``
+    names the metric, e.g. ``"cmax(treg_fold)"``), or a probability column as it is
+    (``"P(...)"``). ``window`` shades a target range (``None`` for an open end), e.g. the
+    therapeutic window."""
+    from .errors import OptionError
+
+    band = f"{column} median" in summary.columns
+    if not band and column not in summary.columns:
+        raise OptionError(f"column {column!r} is not in the sweep summary (metrics: {[c[:-7] for c in summary.columns if c.endswith(' median')]}; "
+                          f"probabilities: {[c for c in summary.columns if c.startswith('P(')]})")
+    lines: dict[str, list] = {}
+    unit = ""
+    for _, row in summary.iterrows():
+        m = _FLAG_REGIMEN.match(str(row["regimen"]))
+        if m:
+            unit = m.group(2)
+            values = (row[f"{column} q05"], row[f"{column} median"], row[f"{column} q95"]) if band else (np.nan, row[column], np.nan)
+            lines.setdefault(f"q{m.group(3)}{m.group(4)}", []).append((float(m.group(1)), *values))
+    if not lines:
+        raise OptionError("no regimen in the summary is a dose x interval flag regimen; nothing to draw")
+    if ax is None:
+        fig = _figure(path, figsize=(5.5, 3.6), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    for k, (label, pts) in enumerate(sorted(lines.items())):
+        pts = np.array(sorted(pts))
+        color = ARM_COLORS[k % len(ARM_COLORS)]
+        ax.plot(pts[:, 0], pts[:, 2], "o-", color=color, label=label, ms=3)
+        if band:
+            ax.fill_between(pts[:, 0], pts[:, 1], pts[:, 3], color=color, alpha=0.15, lw=0)
+    if window is not None:
+        lo, hi = window
+        ylo, yhi = ax.get_ylim()
+        ax.axhspan(ylo if lo is None else lo, yhi if hi is None else hi, color="#229954", alpha=0.12, lw=0, label="target window")
+        ax.set_ylim(ylo, yhi)
+    ax.set_xlabel(f"dose ({unit})")
+    ax.set_ylabel(f"{column} median, 5-95%" if band else column)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_power_curve(table, path: str | Path | None = None, *, target: float | None = None, ax=None):
+    """Power or assurance against total sample size (a :func:`~il2pkpd.design.power.trial_power`
+    table), one line per analysis and comparison, with 95% Monte Carlo error bars and the
+    ``target`` as a dashed line."""
+    if ax is None:
+        fig = _figure(path, figsize=(5.5, 3.6), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    quantity = str(table["quantity"].iloc[0])
+    for k, ((analysis, comparison), g) in enumerate(table.groupby(["analysis", "comparison"], sort=False)):
+        g = g.sort_values("n_total")
+        ax.errorbar(g["n_total"], g["value"], yerr=1.96 * g["mc_se"], fmt="o-", ms=3, capsize=2, color=ARM_COLORS[k % len(ARM_COLORS)],
+                    label=f"{analysis}: {comparison}")
+    if target is not None:
+        ax.axhline(target, ls="--", color="#555555", lw=0.8, label=f"target {target:g}")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("total sample size")
+    ax.set_ylabel(f"{quantity} (95% Monte Carlo error)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

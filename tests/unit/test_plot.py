@@ -161,3 +161,28 @@ def test_split_time_axis_expands_dosing_phase():
     x = np.array([0.0, 31.5, 63.0, 214.0, 365.0])
     assert np.allclose(fwd(x), [0.0, 0.25, 0.5, 0.75, 1.0])
     assert np.allclose(inv(fwd(x)), x)
+
+
+def test_dose_response_and_power_curve_draw_the_table_values(tmp_path):
+    """The new design figures draw exactly the numbers of the tables they are given (one line
+    per interval / per analysis) and refuse a column the table lacks."""
+    import pandas as pd
+
+    from il2pkpd.errors import OptionError
+    from il2pkpd.plot import plot_dose_response, plot_power_curve
+
+    summary = pd.DataFrame({"regimen": ["0.5 MIU q7d", "1 MIU q7d", "0.5 MIU q3d", "1 MIU q3d"],
+                            "cmax(treg_fold) q05": [1.1, 1.3, 1.2, 1.5], "cmax(treg_fold) median": [1.2, 1.5, 1.4, 1.9],
+                            "cmax(treg_fold) q95": [1.4, 1.8, 1.7, 2.4], "P(x)": [0.1, 0.4, 0.3, 0.7]})
+    fig = plot_dose_response(summary, "cmax(treg_fold)", tmp_path / "er.png", window=(1.75, None))
+    lines = {ln.get_label(): ln.get_ydata().tolist() for ln in fig.axes[0].lines}
+    assert lines == {"q3d": [1.4, 1.9], "q7d": [1.2, 1.5]} and (tmp_path / "er.png").is_file()
+    fig = plot_dose_response(summary, "P(x)", tmp_path / "p.png")
+    assert sorted(ln.get_ydata().tolist() for ln in fig.axes[0].lines) == [[0.1, 0.4], [0.3, 0.7]]
+    with pytest.raises(OptionError, match="not in the sweep summary"):
+        plot_dose_response(summary, "cmax(nk_fold)")
+    table = pd.DataFrame({"analysis": ["ancova(tbr, 60)"] * 2, "comparison": ["a vs b"] * 2, "n_total": [80, 40], "quantity": ["assurance"] * 2,
+                          "value": [0.8, 0.5], "mc_se": [0.01, 0.02]})
+    fig = plot_power_curve(table, tmp_path / "pw.png", target=0.8)
+    ax = fig.axes[0]
+    assert ax.lines[0].get_ydata().tolist() == [0.5, 0.8] and "assurance" in ax.get_ylabel()

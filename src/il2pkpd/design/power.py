@@ -88,9 +88,12 @@ class PowerResult:
     ----------
     table
         One row per analysis, comparison and total sample size: ``quantity`` (``power`` or
-        ``assurance``), its value, ``mc_se``, ``trials`` analysed, ``failed`` (trials left out
-        because a solve failed or the analysis had no answer, e.g. no event), and the effect
-        estimate's median and 90% range over trials (hazard ratios for log-rank).
+        ``assurance``: the fraction of trials significant), its value, ``mc_se``, ``trials``
+        (those whose solves all succeeded), and the effect
+        estimate's median and 90% range over trials (order statistics; hazard ratios for
+        log-rank, 0 or inf in a trial without events in one arm). ``failed``: trials left out
+        because a solve failed; ``undefined``: trials whose test has no answer (no event at
+        all), counted as not significant.
     trials
         One row per trial, analysis, comparison and sample size: draw, estimate, SE, p,
         significant.
@@ -228,7 +231,7 @@ def _analyse(analysis: Analysis, data: dict, take: np.ndarray, arm: np.ndarray):
     else:
         est, se, p = fn(data["obs"][(analysis.name, analysis.day)][:, take], arm2)
     bad = ~ok | ~np.isfinite(p)
-    return np.where(bad, np.nan, est), np.where(bad, np.nan, se), np.where(bad, np.nan, p)
+    return np.where(bad, np.nan, est), np.where(bad, np.nan, se), np.where(bad, np.nan, p), ~ok
 
 
 def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_sizes: Sequence[int], *, n_trials: int = 1000,
@@ -341,10 +344,11 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
                 take = np.concatenate([offsets[control] + np.arange(n_arm[control]), offsets[k] + np.arange(n_arm[k])])
                 arm = np.concatenate([np.zeros(n_arm[control]), np.ones(n_arm[k])])
                 for an in parsed:
-                    est, se, p = _analyse(an, data, take, arm)
+                    est, se, p, failed = _analyse(an, data, take, arm)
                     rows.append(pd.DataFrame({"trial": trials[: b - a], "draw": (trials % n_draws)[: b - a], "n_total": n,
                                               "analysis": an.text, "comparison": f"{design.arms[k].name} vs {design.arms[control].name}",
-                                              "estimate": est[: b - a], "se": se[: b - a], "p": p[: b - a]}))
+                                              "estimate": est[: b - a], "se": se[: b - a], "p": p[: b - a],
+                                              "solve_failed": failed[: b - a]}))
         table = pd.concat(rows, ignore_index=True)
         if store is not None:
             store.write_chunk(0, a, table)
@@ -353,7 +357,9 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
         if progress:
             progress(done + 1, len(blocks))
     trials_table = store.read().drop(columns="cell") if store is not None else pd.concat(tables, ignore_index=True)
-    trials_table["significant"] = np.where(trials_table["p"].notna(), trials_table["p"] < alpha, np.nan)
+    # a trial whose test has no answer (no event at all) did not show an effect: not significant;
+    # a trial with a failed solve has no result at all and is left out (and counted)
+    trials_table["significant"] = np.where(trials_table["solve_failed"], np.nan, (trials_table["p"] < alpha).astype(float))
     summary = _summarise(trials_table, "assurance" if n_draws > 1 else "power")
     result = PowerResult(summary, trials_table, settings={
         "trials": n_trials, "draws": n_draws, "seed": seed, "alpha": alpha, "arms": {n: per_size[n] for n in sizes},
@@ -370,16 +376,19 @@ def _summarise(trials, quantity: str):
 
     rows = []
     for (an, comp, n), g in trials.groupby(["analysis", "comparison", "n_total"], sort=False):
-        valid = g["p"].notna()
+        valid = ~g["solve_failed"].to_numpy(dtype=bool)
         k = int(valid.sum())
         value = float(np.mean(g.loc[valid, "significant"].astype(float))) if k else math.nan
-        est = g.loc[valid, "estimate"].to_numpy()
+        est = g.loc[valid & g["p"].notna(), "estimate"].to_numpy()
         est = est[~np.isnan(est)]  # a hazard ratio with no event in an arm is 0 or inf, kept; none at all: left out
         if an.startswith("logrank"):
             est = np.exp(est)
-        q05, med, q95 = np.quantile(est, [0.05, 0.5, 0.95]) if est.size else (math.nan,) * 3
+        # order statistics, not interpolation: a hazard ratio of 0 or inf has no midpoint with another
+        q05, med, q95 = np.quantile(est, [0.05, 0.5, 0.95], method="inverted_cdf") if est.size else (math.nan,) * 3
+        failed = int(g["solve_failed"].sum())
         rows.append({"analysis": an, "comparison": comp, "n_total": int(n), "quantity": quantity, "value": value,
-                     "mc_se": math.sqrt(value * (1 - value) / k) if k else math.nan, "trials": k, "failed": int(len(g) - k),
+                     "mc_se": math.sqrt(value * (1 - value) / k) if k else math.nan, "trials": k, "failed": failed,
+                     "undefined": int((valid & g["p"].isna()).sum()),
                      "estimate": "hazard ratio" if an.startswith("logrank") else "difference", "estimate_median": med,
                      "estimate_q05": q05, "estimate_q95": q95})
     return pd.DataFrame(rows)
