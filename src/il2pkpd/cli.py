@@ -722,6 +722,8 @@ def power(
     solver: Annotated[Optional[str], typer.Option(help=f"ODE solver [default: {_SWEEP.solver}].")] = None,
     rtol: Annotated[Optional[float], typer.Option(help=f"Relative tolerance of the ODE solver [default: {_SWEEP.rtol:g}].")] = None,
     atol: Annotated[Optional[float], typer.Option(help=f"Absolute tolerance [default: {_SWEEP.atol:g}].")] = None,
+    workers: Annotated[int, typer.Option(help="Dask LocalCluster worker processes for the blocks of trials (0: in this process).")] = 0,
+    scheduler: Annotated[Optional[str], typer.Option(help="Address of a running Dask scheduler, e.g. tcp://host:8786.")] = None,
 ) -> None:
     """Power (or assurance over a posterior) of a trial design over sample sizes: virtual trials analysed as the trial would be."""
     import dataclasses
@@ -775,6 +777,10 @@ def power(
     params = _fit_draws(fit, draws, m)[0] if fit is not None else None
     if fit is None and draws is not None:
         raise DataFormatError("`--draws` picks draws of --fit; without --fit the model file's typical values are one draw (power)")
+    if workers < 0:
+        raise DataFormatError(f"`--workers` must be >= 0, got {workers}")
+    if (workers or scheduler) and not _state["debug"]:
+        _quiet_dask()
     store = SweepFolder(out)
     console = Console(stderr=True)
     columns = (TextColumn("[bold]power[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks"), TimeElapsedColumn(), TextColumn("left"),
@@ -782,7 +788,8 @@ def power(
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("power", total=None)
         result = trial_power(m, trial, analysis, sizes, n_trials=trials, params=params, alpha=alpha, target=target, seed=seed, store=store,
-                             options=options, progress=lambda done, total: bar.update(task, completed=done, total=total))
+                             options=options, workers=workers, scheduler=scheduler,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     store.write_summary(result.table)
     if target is not None:
         found = [{"analysis": a, "comparison": c, "target": target, "n_total": v, "how": "linear interpolation between the grid's sizes"}

@@ -44,6 +44,7 @@ import numpy as np
 from ..dosing import Record, Records, parse_regimen
 from ..errors import OptionError
 from ..likelihood import individual_theta
+from ..model import model_hash
 from ..simulation import with_residual_error
 from ..solve import build_events, make_batch_solver, stack_events
 from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
@@ -237,7 +238,7 @@ def _analyse(analysis: Analysis, data: dict, take: np.ndarray, arm: np.ndarray):
 def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_sizes: Sequence[int], *, n_trials: int = 1000,
                 params=None, draws: int | None = None, alpha: float = 0.05, target: float | None = None, seed: int = 0,
                 grid_step: float = 1.0, chunk_trials: int | None = None, store=None, options: SolverOptions | None = None,
-                progress: Callable[[int, int], None] | None = None) -> PowerResult:
+                workers: int = 0, scheduler: str | None = None, progress: Callable[[int, int], None] | None = None) -> PowerResult:
     """Power (fixed parameters) or assurance (posterior draws) of ``design`` over sample sizes.
 
     Parameters
@@ -274,6 +275,10 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
         written there and skipped when the same run is repeated (resume).
     options
         Solver settings (default ``DEFAULT_SOLVER_OPTIONS["sweep"]``).
+    workers, scheduler
+        0 (default): blocks run in this process; N >= 1: on a Dask LocalCluster of N worker
+        processes; or the address of a running Dask scheduler (as for sweeps). The results do
+        not depend on it.
     progress
         Called with (blocks done, blocks in all).
     """
@@ -307,6 +312,8 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
         raise OptionError(f"`target` must be in (0, 1), got {target!r}")
     if not grid_step > 0:
         raise OptionError(f"`grid_step` must be > 0 days, got {grid_step!r}")
+    if not (isinstance(workers, (int, np.integer)) and workers >= 0):
+        raise OptionError(f"`workers` must be an integer >= 0, got {workers!r}")
     per_size = {n: arm_sizes(design, n) for n in sizes}
     n_max = np.max(np.array(list(per_size.values())), axis=0).tolist()
     control = next((i for i, a in enumerate(design.arms) if a.regimen is None), 0)
@@ -323,40 +330,26 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
     blocks = [(a, min(a + chunk, n_trials)) for a in range(0, n_trials, chunk)]
     spec = PowerSpec(_design_dict(design), tuple(a.text for a in parsed), tuple(sizes), int(n_trials), float(alpha), int(seed), float(grid_step),
                      asdict(options), hashlib.sha256(json.dumps(theta_pop.tolist() + om.tolist()).encode()).hexdigest())
+    mhash = model_hash(model)
     if store is not None:
-        from ..model import model_hash
+        store.claim(spec, spec.fingerprint(mhash), mhash, spec.population_hash)
+    payload = {"key": spec.fingerprint(mhash), "model": dataclasses.replace(model), "design": design, "analyses": [a.text for a in parsed],
+               "n_max": n_max, "theta_pop": theta_pop, "omegas": om, "seed": int(seed), "grid_step": float(grid_step), "options": options,
+               "sizes": sizes, "per_size": per_size, "control": control, "comparisons": comparisons, "chunk": chunk}
+    todo = [(a, b) for a, b in blocks if store is None or not store.has_chunk(0, a)]
+    skipped = len(blocks) - len(todo)
+    say = progress or (lambda done, total: None)
+    say(skipped, len(blocks))
+    if scheduler is None and workers == 0:
+        tables = []
+        for k, (a, b) in enumerate(todo, start=1):
+            tables.append(_power_block(payload, a, b, store))
+            say(skipped + k, len(blocks))
+    else:
+        from .sweep_run import run_on_dask
 
-        store.claim(spec, spec.fingerprint(model_hash(model)), model_hash(model), spec.population_hash)
-    sim = _TrialSimulator(model, design, parsed, n_max, theta_pop, om, seed, grid_step, options)
-    offsets = np.concatenate([[0], np.cumsum(n_max)])
-    tables = []
-    for done, (a, b) in enumerate(blocks):
-        if store is not None and store.has_chunk(0, a):
-            if progress:
-                progress(done + 1, len(blocks))
-            continue
-        trials = np.arange(a, a + chunk)  # padded to one block shape (one compiled program); extra trials dropped
-        data = sim.simulate(trials, trials % n_draws)
-        rows = []
-        for n in sizes:
-            n_arm = per_size[n]
-            for k in comparisons:
-                take = np.concatenate([offsets[control] + np.arange(n_arm[control]), offsets[k] + np.arange(n_arm[k])])
-                arm = np.concatenate([np.zeros(n_arm[control]), np.ones(n_arm[k])])
-                for an in parsed:
-                    est, se, p, failed = _analyse(an, data, take, arm)
-                    rows.append(pd.DataFrame({"trial": trials[: b - a], "draw": (trials % n_draws)[: b - a], "n_total": n,
-                                              "analysis": an.text, "comparison": f"{design.arms[k].name} vs {design.arms[control].name}",
-                                              "estimate": est[: b - a], "se": se[: b - a], "p": p[: b - a],
-                                              "solve_failed": failed[: b - a]}))
-        table = pd.concat(rows, ignore_index=True)
-        if store is not None:
-            store.write_chunk(0, a, table)
-        else:
-            tables.append(table)
-        if progress:
-            progress(done + 1, len(blocks))
-    trials_table = store.read().drop(columns="cell") if store is not None else pd.concat(tables, ignore_index=True)
+        tables = run_on_dask(_power_block, [(payload, a, b, store) for a, b in todo], workers, scheduler, lambda k: say(skipped + k, len(blocks)))
+    trials_table = store.read().drop(columns="cell") if store is not None else pd.concat(tables, ignore_index=True).sort_values("trial", kind="stable")
     # a trial whose test has no answer (no event at all) did not show an effect: not significant;
     # a trial with a failed solve has no result at all and is left out (and counted)
     trials_table["significant"] = np.where(trials_table["solve_failed"], np.nan, (trials_table["p"] < alpha).astype(float))
@@ -369,6 +362,46 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
         result.sample_size = {key: _crossing(g["n_total"].to_numpy(), g["value"].to_numpy(), target)
                               for key, g in summary.groupby(["analysis", "comparison"], sort=False)}
     return result
+
+
+#: simulators built in this process (a Dask worker builds its own once), by run fingerprint
+_SIMULATORS: dict = {}
+
+
+def _power_block(payload: dict, a: int, b: int, store):
+    """Simulate and analyse trials ``a`` .. ``b - 1`` (in this process or a Dask worker): the
+    table of every analysis, comparison and size, written to ``store`` when there is one."""
+    import pandas as pd
+
+    sim = _SIMULATORS.get(payload["key"])
+    model, design = payload["model"], payload["design"]
+    parsed = [parse_analysis(t, model) for t in payload["analyses"]]
+    if sim is None:
+        sim = _TrialSimulator(model, design, parsed, payload["n_max"], payload["theta_pop"], payload["omegas"], payload["seed"],
+                              payload["grid_step"], payload["options"])
+        _SIMULATORS.clear()
+        _SIMULATORS[payload["key"]] = sim
+    n_draws, control = payload["theta_pop"].shape[0], payload["control"]
+    offsets = np.concatenate([[0], np.cumsum(payload["n_max"])])
+    trials = np.arange(a, a + payload["chunk"])  # padded to one block shape (one compiled program); extra trials dropped
+    data = sim.simulate(trials, trials % n_draws)
+    keep = b - a
+    rows = []
+    for n in payload["sizes"]:
+        n_arm = payload["per_size"][n]
+        for k in payload["comparisons"]:
+            take = np.concatenate([offsets[control] + np.arange(n_arm[control]), offsets[k] + np.arange(n_arm[k])])
+            arm = np.concatenate([np.zeros(n_arm[control]), np.ones(n_arm[k])])
+            for an in parsed:
+                est, se, p, failed = _analyse(an, data, take, arm)
+                rows.append(pd.DataFrame({"trial": trials[:keep], "draw": (trials % n_draws)[:keep], "n_total": n, "analysis": an.text,
+                                          "comparison": f"{design.arms[k].name} vs {design.arms[control].name}", "estimate": est[:keep],
+                                          "se": se[:keep], "p": p[:keep], "solve_failed": failed[:keep]}))
+    table = pd.concat(rows, ignore_index=True)
+    if store is not None:
+        store.write_chunk(0, a, table)
+        return None
+    return table
 
 
 def _summarise(trials, quantity: str):

@@ -230,8 +230,9 @@ def run_sweep(plan: SweepPlan, progress: Callable[[int, int, int], None] | None 
                 tables.append(res)
             say(skipped + k, len(every), skipped)
     elif todo:
-        tables = _run_dask(plan.payload, todo, store, plan.chunk_draws, plan.workers, plan.scheduler,
-                           lambda k: say(skipped + k, len(every), skipped))
+        results = run_on_dask(_run_chunk, [(plan.payload, cell, a, b, store, plan.chunk_draws) for cell, a, b in todo], plan.workers,
+                              plan.scheduler, lambda k: say(skipped + k, len(every), skipped))
+        tables = results if store is None else []
     table = store.read() if store is not None else pd.concat(tables, ignore_index=True)
     summary = summarise(table, plan.design, plan.model)
     if store is not None:
@@ -240,7 +241,10 @@ def run_sweep(plan: SweepPlan, progress: Callable[[int, int, int], None] | None 
                        len(todo), skipped)
 
 
-def _run_dask(payload, todo, store, chunk_draws, workers, scheduler, tick):
+def run_on_dask(task: Callable, jobs: list[tuple], workers: int, scheduler: str | None, tick: Callable[[int], None]) -> list:
+    """``task(*job)`` for every job on a Dask LocalCluster of ``workers`` single-threaded
+    processes (or the running ``scheduler``), in completion order; ``tick(k)`` after the k-th.
+    ``task`` must be a module-level function and the jobs plain data (they are pickled)."""
     import logging
 
     try:
@@ -254,16 +258,14 @@ def _run_dask(payload, todo, store, chunk_draws, workers, scheduler, tick):
         cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR, worker_class="distributed.Nanny")
         client = Client(cluster)
-    tables = []
+    results = []
     try:
-        futures = [client.submit(_run_chunk, payload, cell, a, b, store, chunk_draws, pure=False) for cell, a, b in todo]
+        futures = [client.submit(task, *job, pure=False) for job in jobs]
         for k, fut in enumerate(as_completed(futures), start=1):
-            res = fut.result()
-            if store is None:
-                tables.append(res)
+            results.append(fut.result())
             tick(k)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    return tables
+    return results
