@@ -628,9 +628,10 @@ def sweep(
 def optimize(
     objective: Annotated[str, typer.Option(help="maximise|minimise QUANTITY: P(TARGET), E(METRIC) or total_dose, e.g. 'maximise P(cmax(treg_fold) >= 1.75)'.")],
     space: Annotated[str, typer.Option(help="The regimen variables, e.g. 'dose=0.1..3; interval=1d,2d,3d,7d; induction=0..7' (LO..HI continuous; A,B,C enumerated; counts are integers).")],
-    regimen: Annotated[str, typer.Option(help="Regimen template with {name} placeholders, e.g. '{dose} MIU sc qd x{induction} then {dose} MIU sc q{interval} x7'.")],
     horizon: Annotated[float, typer.Option(help="Simulated time from the first dose (model time unit); metric times must lie within it.")],
     out: Annotated[Path, typer.Option(help="Result file (.json): the optimal regimen, its quantities with uncertainty, constraints, every candidate.")],
+    regimen: Annotated[Optional[str], typer.Option(help="Regimen template with {name} placeholders, e.g. '{dose} MIU sc qd x{induction} then {dose} MIU sc q{interval} x7' [default: dose (with unit) every interval after induction daily doses, for --duration].")] = None,
+    duration: Annotated[str, typer.Option(help="Treatment duration of the default regimen (without --regimen), e.g. 8w.")] = "8w",
     constraint: Annotated[Optional[list[str]], typer.Option(help="QUANTITY <= | >= NUMBER (repeatable), e.g. 'P(cmax(nk_fold) >= 1.5) <= 0.1' or 'total_dose <= 20'.")] = None,
     model: Annotated[str, typer.Option(help="Model name or .toml path.")] = "ivory",
     fit: Annotated[Optional[str], typer.Option(help="Population draws from this stored fit (default: the model file's typical values).")] = None,
@@ -675,7 +676,10 @@ def optimize(
     console = Console(stderr=True)
     with console.status(f"optimising the regimen of {m.name} ..."), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = optimize_regimen(m, params, objective=objective, constraints=constraint or (), space=space, regimen=regimen, horizon=horizon,
+        if regimen is not None and duration != "8w":
+            raise DataFormatError("`--duration` shapes the default regimen; with --regimen the template says how long treatment lasts")
+        result = optimize_regimen(m, params, objective=objective, constraints=constraint or (), space=space, regimen=regimen, duration=duration,
+                                  horizon=horizon,
                                   subjects=subjects, seed=seed, temperature=temperature, grid_step=grid_step,
                                   dose_offsets=offsets, options=options)
     for w in caught:

@@ -181,3 +181,21 @@ def test_cli_optimize_writes_the_result_and_refuses_bad_input(tmp_path):
     assert bad.exit_code == 2 and "--out" in bad.output
     bad = CliRunner().invoke(app, [a if a != "dose=10..500" else "dose=500..10" for a in args] + ["--out", str(out)])
     assert bad.exit_code == 2 and "LO < HI" in bad.output
+
+
+def test_default_regimen_is_the_sweeps_flag_regimen(pk):
+    """Without a template, dose x interval x induction make the sweep's flag regimens (one
+    source: flag_regimen), and the space names nothing else."""
+    from il2pkpd.design.regimen_space import format_number
+    from il2pkpd.design.sweep_design import flag_regimen
+
+    r = optimize_regimen(pk, objective="minimise total_dose", constraints=["E(cmax(cp)) >= 5"], space="dose=10..500 mg; interval=12h,1d; induction=0..1",
+                         horizon=24.0 * 21, grid_step=6.0, duration="2w")
+    assert len(r.candidates) == 4
+    for c in r.candidates:
+        assert c["regimen"] == flag_regimen(format_number(c["dose"]) + "mg", c["interval"], induction=int(c["induction"]), duration="2w")
+    assert r.regimen == min((c for c in r.candidates if c["feasible"]), key=lambda c: c["objective"])["regimen"]
+    with pytest.raises(OptionError, match="must be a list"):
+        optimize_regimen(pk, objective="minimise total_dose", constraints=["E(cmax(cp)) >= 5"], space="dose=10..500 mg; interval=12h..24h", horizon=48.0)
+    with pytest.raises(OptionError, match="dose required"):
+        optimize_regimen(pk, objective="minimise total_dose", constraints=["E(cmax(cp)) >= 5"], space="dose=10..500 mg; n=1..3", horizon=48.0)

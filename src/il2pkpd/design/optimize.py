@@ -242,8 +242,8 @@ class _Problem:
         return jnp.stack(agg), jnp.stack(rows, axis=1), jnp.sum(~ok)
 
 
-def optimize_regimen(model, params=None, *, objective: str, constraints: Sequence[str] = (), space, regimen: str,
-                     horizon: float, draws: int | None = None, subjects: int = 0, seed: int = 0, temperature: float = 0.05,
+def optimize_regimen(model, params=None, *, objective: str, constraints: Sequence[str] = (), space, regimen: str | None = None,
+                     duration: str = "8w", horizon: float, draws: int | None = None, subjects: int = 0, seed: int = 0, temperature: float = 0.05,
                      grid_step: float | None = None, dose_offsets: Sequence[float] | None = None, scan: int = 5,
                      max_iter: int = 100, options: SolverOptions | None = None, batching: str = "auto") -> RegimenOptimum:
     """Find the regimen that optimises ``objective`` subject to ``constraints``.
@@ -265,7 +265,12 @@ def optimize_regimen(model, params=None, *, objective: str, constraints: Sequenc
         (:func:`~il2pkpd.design.regimen_space.parse_space`).
     regimen
         The regimen template with ``{name}`` placeholders, e.g.
-        ``"{dose} MIU sc qd x{induction} then {dose} MIU sc q{interval} x7"``.
+        ``"{dose} MIU sc qd x{induction} then {dose} MIU sc q{interval} x7"``. Without one,
+        the sweep's flag regimen over the space's ``dose`` (with its unit: ``dose=0.1..3 MIU``),
+        ``interval`` (a list; default 7d), ``induction`` (daily doses first; default 0) and
+        ``route`` (default sc): maintenance doses for as long as ``duration`` allows.
+    duration
+        Treatment duration of the default regimen (``8w``, ``56d``; only without ``regimen``).
     horizon
         End of the simulated period (model time units); metric times must lie within it.
     draws
@@ -313,7 +318,7 @@ def optimize_regimen(model, params=None, *, objective: str, constraints: Sequenc
             raise OptionError(f"metric {mt.name} asks for time {max(mt.times()):g}, beyond the horizon {horizon:g} {model.time_unit}")
     if not metrics:
         raise OptionError("the objective and constraints read no metric of the model (only total_dose): nothing to simulate")
-    space_ = RegimenSpace(regimen, space)
+    space_ = RegimenSpace(regimen, space) if regimen is not None else _default_space(space, duration)
     structures = [space_.structure(model, choice) for choice in space_.combinations()]
     if any(q.kind == "total_dose" for q in quantities) and any(s.total_unit is None for s in structures):
         raise OptionError(f"total_dose needs every block of {regimen!r} in one dose unit")
@@ -399,6 +404,33 @@ def _feasibility_tol(cons: list[Constraint], rtol: float) -> np.ndarray:
     """How far past its bound a constraint may be and still hold: ten times the solver's
     relative tolerance (the accuracy of the values themselves)."""
     return 10.0 * rtol * np.maximum(np.abs([c.bound for c in cons]), 1.0)
+
+
+_DEFAULT_VARIABLES = ("dose", "interval", "induction", "route")
+
+
+def _default_space(space, duration: str) -> RegimenSpace:
+    """The regimen space without a template: :func:`~il2pkpd.design.sweep_design.flag_regimen`
+    per combination of interval, induction and route, the dose continuous or a list."""
+    from .regimen_space import Range, parse_space
+    from .sweep_design import flag_regimen
+
+    variables = parse_space(space)
+    extra = sorted(set(variables) - set(_DEFAULT_VARIABLES))
+    if "dose" not in variables or extra:
+        raise OptionError(f"without a regimen template the space takes {list(_DEFAULT_VARIABLES)} (dose required), got {sorted(variables)}; "
+                          "give `regimen` (--regimen) with {name} placeholders for others")
+    if isinstance(variables.get("interval"), Range):
+        raise OptionError("without a regimen template `interval` must be a list (e.g. 1d,3d,7d): the number of doses that fit the duration "
+                          "changes with it; give `regimen` with a fixed count to optimise it continuously")
+    flag_regimen("{dose}", "7d", duration=duration)  # checks the duration now
+
+    def template(choice: dict) -> str:
+        return flag_regimen("{dose}", choice.get("interval", "7d"), induction=int(choice.get("induction", 0)), duration=duration,
+                            route=choice.get("route", "sc"))
+
+    template.description = f"dose every interval after the induction's daily doses, for {duration}"
+    return RegimenSpace(template, variables, counts=("induction",), consumes=tuple(n for n in ("interval", "induction", "route") if n in variables))
 
 
 def _slsqp(problem: _Problem, ci: int, obj: Objective, cons: list[Constraint], z0: np.ndarray, temp: float, shift: np.ndarray,

@@ -159,25 +159,35 @@ class RegimenSpace:
     Parameters
     ----------
     template
-        Regimen text with ``{name}`` placeholders (module docstring).
+        Regimen text with ``{name}`` placeholders (module docstring), or a function of a
+        combination of the discrete variables (``{name: text}``) returning such text.
     space
         The variables (:func:`parse_space` input). Every placeholder needs a variable, and
         every variable a placeholder.
+    counts, consumes
+        For a template function: the discrete variables that are counts (integer ranges), and
+        those it reads itself (they need no placeholder).
     """
 
-    def __init__(self, template: str, space):
-        if not isinstance(template, str) or not template.strip():
-            raise OptionError(f"`regimen` template must be regimen text with {{name}} placeholders, got {template!r}")
-        self.template = template.strip()
+    def __init__(self, template, space, *, counts: tuple[str, ...] = (), consumes: tuple[str, ...] = ()):
         self.variables = parse_space(space)
-        used = _PLACEHOLDER.findall(self.template)
-        missing = sorted(set(used) - set(self.variables))
+        if callable(template):  # one template per combination of the variables it ``consumes``
+            self._template_of, self.template = template, getattr(template, "description", "the default regimen")
+            used = set(consumes) | {n for n, v in self.variables.items() if isinstance(v, Range) and n not in counts}
+        else:
+            if not isinstance(template, str) or not template.strip():
+                raise OptionError(f"`regimen` template must be regimen text with {{name}} placeholders, got {template!r}")
+            self.template = template.strip()
+            self._template_of = lambda choice: self.template
+            used = set(_PLACEHOLDER.findall(self.template))
+            counts = tuple(re.findall(r"\bx\{([A-Za-z_][A-Za-z0-9_]*)\}", self.template))
+        missing = sorted(used - set(self.variables) - set(consumes))
         if missing:
             raise OptionError(f"regimen template {self.template!r} uses {missing}, which `space` does not give")
-        unused = sorted(set(self.variables) - set(used))
+        unused = sorted(set(self.variables) - used)
         if unused:
             raise OptionError(f"`space` gives {unused}, which the regimen template {self.template!r} does not use")
-        counts = set(re.findall(r"\bx\{([A-Za-z_][A-Za-z0-9_]*)\}", self.template))
+        counts = set(counts)
         self.continuous: list[str] = []
         self.discrete: dict[str, tuple[str, ...]] = {}
         for name, var in self.variables.items():
@@ -204,7 +214,11 @@ class RegimenSpace:
         values = dict(choice)
         for name, v in zip(self.continuous, np.atleast_1d(np.asarray(x, dtype=float)), strict=True):
             values[name] = self.variables[name].text(float(v))
-        filled = _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template)
+        template = self._template_of(choice)
+        missing = sorted(set(_PLACEHOLDER.findall(template)) - set(values))
+        if missing:
+            raise OptionError(f"regimen template {template!r} uses {missing}, which `space` does not give")
+        filled = _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
         blocks = [b for b in re.split(r"\s+then\s+", filled, flags=re.IGNORECASE) if not re.search(r"\bx0+\b", b)]
         return " then ".join(blocks) if blocks else None
 

@@ -44,7 +44,7 @@ import numpy as np
 from ..errors import DataFormatError, OptionError
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 
-__all__ = ["SweepDesign", "Cell", "regimens_from_flags", "design_from_toml", "IVORY_DEFAULT_METRICS"]
+__all__ = ["SweepDesign", "Cell", "regimens_from_flags", "flag_regimen", "design_from_toml", "IVORY_DEFAULT_METRICS"]
 
 IVORY_DEFAULT_METRICS = (
     "cmax(conc)", "auc(conc)", "cmax(treg_fold)", "tmax(treg_fold)", "above(treg_fold, 1.3)", "cmax(nk_fold)",
@@ -255,9 +255,6 @@ def regimens_from_flags(doses, unit: str, intervals, *, induction: int = 0, dura
     ``interval`` from time 0 while inside ``duration``. ``1.5 MIU, 7d, induction 5, 8w`` is
     IVORY's ``1.5 MIU sc qd x5 then 1.5 MIU sc q7d x7``.
     """
-    dur_value, dur_unit = _interval_token(duration)
-    days = {"h": 1 / 24, "d": 1.0, "w": 7.0}
-    total = dur_value * days[dur_unit]
     if int(induction) != induction or induction < 0:
         raise OptionError(f"`--induction` must be a whole number of daily doses >= 0, got {induction!r}")
     out = []
@@ -266,21 +263,33 @@ def regimens_from_flags(doses, unit: str, intervals, *, induction: int = 0, dura
             raise OptionError(f"dose {dose!r} must be a positive number")
         for iv in intervals:
             value, u = _interval_token(iv)
-            step = value * days[u]
-            freq = f"q{value:g}{'wk' if u == 'w' else u}"
-            if induction > 0:
-                last = induction - 1.0
-                n = 0
-                while last + (n + 1) * step < total - 1e-9:
-                    n += 1
-                text = f"{dose:g} {unit} {route} qd x{int(induction)}"
-                if n > 0:
-                    text += f" then {dose:g} {unit} {route} {freq} x{n}"
-            else:
-                n = max(1, math.ceil(total / step - 1e-9))
-                text = f"{dose:g} {unit} {route} {freq} x{n}"
-            out.append((f"{dose:g} {unit} q{value:g}{u}", text))
+            out.append((f"{dose:g} {unit} q{value:g}{u}", flag_regimen(f"{dose:g} {unit}", iv, induction=induction, duration=duration, route=route)))
     return out
+
+
+def flag_regimen(amount: str, interval: str, *, induction: int = 0, duration: str = "8w", route: str = "sc") -> str:
+    """One regimen of :func:`regimens_from_flags`: ``amount`` (text: ``"1.5 MIU"``, or a
+    template's ``"{dose}"``) every ``interval`` after ``induction`` daily doses, for as long as
+    the first dose + ``duration`` allows."""
+    dur_value, dur_unit = _interval_token(duration)
+    days = {"h": 1 / 24, "d": 1.0, "w": 7.0}
+    total = dur_value * days[dur_unit]
+    if int(induction) != induction or induction < 0:
+        raise OptionError(f"`--induction` must be a whole number of daily doses >= 0, got {induction!r}")
+    value, u = _interval_token(interval)
+    step = value * days[u]
+    freq = f"q{value:g}{'wk' if u == 'w' else u}"
+    if induction > 0:
+        last = induction - 1.0
+        n = 0
+        while last + (n + 1) * step < total - 1e-9:
+            n += 1
+        text = f"{amount} {route} qd x{int(induction)}"
+        if n > 0:
+            text += f" then {amount} {route} {freq} x{n}"
+        return text
+    n = max(1, math.ceil(total / step - 1e-9))
+    return f"{amount} {route} {freq} x{n}"
 
 
 def design_from_toml(path: str | Path, **overrides) -> SweepDesign:
