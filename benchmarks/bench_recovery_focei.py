@@ -1,0 +1,104 @@
+"""FOCE-I recovery on the 60-subject IVORY design, without the MI rows (SYNTHETIC; issue 14).
+
+The trial of ``bench_recovery.py`` (``designs.ivory()``: 31:29, Treg and NK at the 7 registry
+visits, TBR at baseline and day 61) simulated from ``models/ivory.toml`` at its typical values,
+then fitted by ``il2pkpd.fit(method="focei")``: the population parameters the Gaussian rows
+inform (``ESTIMATED`` less the MI risk), their omegas and the residual SDs. The MI rows are
+left out: FOCE-I takes Gaussian rows only (NONMEM needs LAPLACIAN for events), and the Laplace
+gradient of this model is not yet fast enough here; ``p_mi_1y`` is fixed at its true value.
+
+The subjects are split over both cores (``IL2PKPD_CPU_DEVICES=2``, set here before JAX starts:
+the forward-mode solves of FOCE-I shard like the reverse-mode ones).
+
+Reports, per quantity, the truth, the estimate, the SE-based 90% interval (estimate +- 1.645
+SE on the natural scale, from the sandwich covariance) and whether it covers the truth; the OFV,
+iterations, evaluations and wall time (compilation included: a fresh process, persistent
+compile cache off).
+
+    IL2PKPD_NO_COMPILE_CACHE=1 .venv/bin/python benchmarks/bench_recovery_focei.py
+
+Results: benchmarks/results/recovery-focei-*.json (written atomically).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("IL2PKPD_CPU_DEVICES", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-il2", type=int, default=31)
+    ap.add_argument("--n-placebo", type=int, default=29)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args()
+
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from bench_recovery import ESTIMATED, recovery_model, true_values
+
+    import il2pkpd
+    from il2pkpd.design import designs, simulate_trial
+    from il2pkpd.errors import Il2pkpdWarning
+    from il2pkpd.io.nonmem import from_dataframe
+    from il2pkpd.io.output import atomic_write
+    from il2pkpd.solve import SolverOptions
+
+    estimated = tuple(e for e in ESTIMATED if e != "p_mi_1y")
+    model = recovery_model().estimate_only(*estimated)
+    table = simulate_trial(designs.ivory(args.n_il2, args.n_placebo), model, seed=args.seed)
+    table = table[table["EVENT"].isna()]
+    data = from_dataframe(table)
+    options = SolverOptions(rtol=1e-4, atol=1e-7, solver="rodas4")
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Il2pkpdWarning)
+        fit = il2pkpd.fit(model, data, method="focei", options=options)
+    wall = time.perf_counter() - t0
+    dvids = {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0}
+    truth = {k: v for k, v in true_values(model, dvids).items() if k != "p_mi_1y"}
+    rows = {}
+    table_ = fit.summary  # NONMEM's table: THETA by name, OMEGA as omega2_<name> (a variance), SIGMA as <observation>_<add|prop>
+    z90 = 1.6448536269514722
+    for name, r in table_.iterrows():
+        e, se = float(r["estimate"]), float(r["se"])
+        lo, hi = e - z90 * se, e + z90 * se
+        if name.startswith("omega2_"):  # the truth is an SD: the interval's ends map through sqrt
+            key, e, lo, hi = f"omega_{name[7:]}", e**0.5, max(lo, 0.0) ** 0.5, max(hi, 0.0) ** 0.5
+        elif r["kind"] == "SIGMA":
+            key = next((k for k in truth if k.startswith(f"sigma_{name.rsplit('_', 1)[0]}")), name)
+        else:
+            key = name
+        if key in truth:
+            rows[key] = {"true": truth[key], "estimate": e, "se_estimation_scale": se, "q05": lo, "q95": hi, "covered": bool(lo <= truth[key] <= hi)}
+    result = {"benchmark": "recovery-focei", "date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+              "devices": os.environ.get("IL2PKPD_CPU_DEVICES"), "synthetic": True, "design": "designs.ivory() without MI rows",
+              "subjects": {"aldesleukin": args.n_il2, "placebo": args.n_placebo}, "seed": args.seed, "estimated": list(estimated),
+              "wall_time_s": wall, "ofv": fit.info.get("ofv"), "iterations": fit.info.get("iterations"), "evaluations": fit.info.get("evaluations"),
+              "converged": fit.info.get("converged"), "covariance_step": str(fit.info.get("covariance_step", {}).get("status", "")),
+              "all_covered": all(r["covered"] for r in rows.values()) if rows else None, "quantities": rows,
+              "warnings": [str(w.message) for w in caught]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"recovery-focei-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    atomic_write(out, lambda p: p.write_text(json.dumps(result, indent=1, default=str)))
+    print("| quantity | true | estimate [SE-based 90% interval] | covered |")
+    print("|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['true']:.4g} | {r['estimate']:.4g} [{r['q05']:.4g}, {r['q95']:.4g}] | {'yes' if r['covered'] else '**no**'} |")
+    print(f"wall {wall:.0f} s; OFV {result['ofv']}; iterations {result['iterations']}; evaluations {result['evaluations']}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
