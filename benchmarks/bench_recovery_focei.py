@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--n-il2", type=int, default=31)
     ap.add_argument("--n-placebo", type=int, default=29)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ofv-tol", type=float, default=1e-3, help="the OFV-change stopping rule (estimate(ofv_tol=...))")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
 
@@ -65,7 +66,7 @@ def main() -> None:
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Il2pkpdWarning)
-        fit = il2pkpd.fit(model, data, method="focei", options=options)
+        fit = il2pkpd.fit(model, data, method="focei", options=options, ofv_tol=args.ofv_tol)
     wall = time.perf_counter() - t0
     dvids = {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0}
     truth = {k: v for k, v in true_values(model, dvids).items() if k != "p_mi_1y"}
@@ -86,7 +87,7 @@ def main() -> None:
     result = {"benchmark": "recovery-focei", "date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
               "devices": os.environ.get("IL2PKPD_CPU_DEVICES"), "synthetic": True, "design": "designs.ivory() without MI rows",
               "subjects": {"aldesleukin": args.n_il2, "placebo": args.n_placebo}, "seed": args.seed, "estimated": list(estimated),
-              "wall_time_s": wall, "ofv": fit.info.get("ofv"), "iterations": fit.info.get("iterations"), "evaluations": fit.info.get("evaluations"),
+              "ofv_tol": args.ofv_tol, "message": fit.info.get("message"), "wall_time_s": wall, "ofv": fit.info.get("ofv"), "iterations": fit.info.get("iterations"), "evaluations": fit.info.get("evaluations"),
               "converged": fit.info.get("converged"), "covariance_step": str(fit.info.get("covariance_step", {}).get("status", "")),
               "all_covered": all(r["covered"] for r in rows.values()) if rows else None, "quantities": rows,
               "warnings": [str(w.message) for w in caught]}

@@ -468,6 +468,7 @@ def fit(
     sir: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: SIR samples for parameter uncertainty (a fifth kept as draws) [default: 0, none].")] = None,
     priors: Annotated[bool, typer.Option("--priors", help="focei/foce/laplace: MAP-FOCE-I with the model file's priors.")] = False,
     restarts: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: estimate again from this many perturbed starts, keep the best [default: 0].")] = None,
+    ofv_tol: Annotated[Optional[float], typer.Option(help="focei/foce/laplace: stop once the OFV falls by less than this over 5 iterations, parameters steady to ~3 digits [default: L-BFGS-B's gradient test].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     solver: Annotated[str | None, typer.Option(help=f"ODE solver of the likelihood [default: {_FIT.solver}; {_EST.solver} for focei/foce/laplace].")] = None,
     rtol: Annotated[float | None, typer.Option(help=f"Relative tolerance of the ODE solver [default: {_FIT.rtol:g}; {_EST.rtol:g} for focei/foce/laplace].")] = None,
@@ -494,7 +495,7 @@ def fit(
     d = read_nonmem_csv(data)
     console = Console(stderr=True)
     settings = {"draws": draws, "tune": tune, "chains": chains, "sampler": sampler, "sir_samples": sir, "restarts": restarts,
-                "priors": True if priors else None}
+                "priors": True if priors else None, "ofv_tol": ofv_tol}
     settings = {k: v for k, v in settings.items() if v is not None}  # given ones only: the method refuses what it does not take
     with console.status(f"fitting {m.name} to {data} ({sampler or method}) ..."), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

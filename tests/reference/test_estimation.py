@@ -164,6 +164,26 @@ def test_restarts_reach_the_same_minimum_and_are_reported(linear_growth):
         estimate(model, subjects, restarts=-1)
 
 
+def test_ofv_stopping_rule_stops_at_the_ml_objective_and_says_so(linear_growth):
+    """With ``ofv_tol`` the estimation stops once the OFV has stopped falling: the OFV is within
+    the tolerance of SciPy's maximum-likelihood optimum, in no more iterations than L-BFGS-B's
+    own gradient test, and the message names the rule. A bad tolerance is refused."""
+    subjects, designs = _data(n=10, seed=3)
+    model = il2pkpd.build_model(linear_growth)
+    oracle = scipy.optimize.minimize(_ofv, np.array([10.0, 0.5, math.log(4.0), math.log(0.09), 0.0]), args=(designs,), method="BFGS",
+                                     options={"gtol": 1e-9})
+    plain = estimate(model, subjects, covariance=False)
+    ruled = estimate(model, subjects, covariance=False, ofv_tol=1e-3)
+    assert ruled.info["converged"] and ruled.ofv - oracle.fun < 1e-3 * 5
+    assert ruled.info["iterations"] <= plain.info["iterations"]
+    if ruled.info["iterations"] < plain.info["iterations"]:
+        assert ruled.info["message"].startswith("stopping rule")
+    from il2pkpd.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"`ofv_tol` must be a positive number"):
+        estimate(model, subjects, ofv_tol=0.0)
+
+
 def test_eps_shrinkage_and_iwres_match_the_closed_form_conditional_means(linear_growth):
     """For the linear Gaussian model the conditional modes are the BLUPs
     ``Omega X' V^-1 (y - X beta)``; IWRES = (y - X (beta + eta)) / sigma and

@@ -127,9 +127,13 @@ def _layout(model, ml: MarginalLikelihood, error0: dict) -> _Layout:
     return _Layout(index, bounds, keys, names, kinds)
 
 
+#: iterations over which the ``ofv_tol`` stopping rule looks back
+STOP_WINDOW = 5
+
+
 def estimate(model, data, method: str = "focei", *, options: SolverOptions | None = None, start: dict | None = None,
              eta_tol: float = 1e-10, max_iter: int = 500, covariance: bool = True, progress: bool | Callable = False,
-             priors: bool = False, restarts: int = 0, perturbation: float = 0.2, seed: int = 0) -> Estimate:
+             priors: bool = False, restarts: int = 0, perturbation: float = 0.2, seed: int = 0, ofv_tol: float | None = None) -> Estimate:
     """Estimate population parameters by maximum likelihood (FOCE, FOCE-I or Laplace).
 
     Parameters
@@ -149,6 +153,12 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         Newton-decrement tolerance of the conditional modes.
     max_iter
         Most outer (L-BFGS-B) iterations.
+    ofv_tol
+        A stopping rule as NONMEM practises it: stop once the objective has fallen by less
+        than this over the last :data:`STOP_WINDOW` iterations while no parameter moved by
+        more than 1e-3 on the estimation scale (about three significant digits; log scale for
+        positive parameters). Default ``None``: L-BFGS-B's own test (gradient 1e-6), which
+        can run long on a flat ridge.
     covariance
         Run the covariance step.
     progress
@@ -225,6 +235,8 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
 
     u0 = to_u(values0)
     penalty, info_prior = _prior_penalty(model, lay, natural_jax=lambda u: _natural_jax(unpack, lay, u), error_file=error_file) if priors else (None, {})
+    if ofv_tol is not None and not (isinstance(ofv_tol, (int, float)) and math.isfinite(ofv_tol) and ofv_tol > 0):
+        raise OptionError(f"`ofv_tol` must be a positive number (an OFV change, e.g. 1e-3), got {ofv_tol!r}")
     state = {"eta": None, "evals": 0, "iter": 0, "last": None, "unconverged": 0}
 
     def modes_at(u):
@@ -258,19 +270,33 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     def callback(intermediate):
         state["iter"] += 1
         ofv, g = state["last"]
+        if ofv_tol is not None:
+            # NONMEM-style stop: the OFV has stopped moving and so have the parameters (3
+            # significant digits on the estimation scale, where positive ones are logs)
+            hist = state["history"]
+            hist.append((ofv, np.array(intermediate.x if hasattr(intermediate, "x") else intermediate, dtype=float)))
+            if len(hist) > STOP_WINDOW:
+                old_ofv, old_u = hist[-STOP_WINDOW - 1]
+                if old_ofv - ofv < ofv_tol and np.max(np.abs(hist[-1][1] - old_u)) < 1e-3:
+                    state["stopped"] = (f"stopping rule: the objective fell by {old_ofv - ofv:.2g} (< {ofv_tol:g}) and no parameter moved "
+                                        f"by more than 1e-3 (log scale for positive ones) over the last {STOP_WINDOW} iterations")
+                    raise StopIteration
         if callable(progress):
             progress(state["iter"], ofv, float(np.max(np.abs(g))))
         elif progress:
             print(f"iteration {state['iter']:4d}  {'objective' if priors else 'OFV'} {ofv:.6f}  |gradient| {np.max(np.abs(g)):.3g}", flush=True)
 
     def optimise(u_start, label: str):
-        state.update(eta=None, last=None)
+        state.update(eta=None, last=None, history=[], stopped=None)
         first = fun(u_start)
         if not np.isfinite(first[0]):
             raise OptionError(f"the {method} objective is not finite at the {label} {dict(zip(lay.names, natural(u_start)))}: "
                               "a solve failed or a subject's conditional Hessian is singular; give other `start` values")
-        return scipy.optimize.minimize(fun, u_start, jac=True, method="L-BFGS-B", callback=callback,
-                                       options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-6})
+        res = scipy.optimize.minimize(fun, u_start, jac=True, method="L-BFGS-B", callback=callback,
+                                      options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-6})
+        if state["stopped"]:
+            res.success, res.message = True, state["stopped"]
+        return res
 
     res = optimise(u0, "starting values")
     best_eta = state["eta"]  # the modes where the best run ended: the final solve starts there

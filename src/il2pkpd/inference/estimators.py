@@ -15,6 +15,8 @@ naming the methods that do, so that nothing given is silently ignored.
 
 from __future__ import annotations
 
+import math
+
 import time
 import warnings
 from typing import ClassVar
@@ -193,7 +195,7 @@ class JointMap(Estimator):
 class Marginal(Estimator):
     """Maximum likelihood by a Laplace-type method of :data:`~il2pkpd.likelihood.METHODS`."""
 
-    settings = {"sir_samples": 0, "priors": False, "restarts": 0}
+    settings = {"sir_samples": 0, "priors": False, "restarts": 0, "ofv_tol": None}
     solver_defaults = "estimate"
 
     def __init__(self, method: str):
@@ -207,12 +209,16 @@ class Marginal(Estimator):
         _positive_int("restarts", settings["restarts"], lowest=0)
         if not isinstance(settings["priors"], bool):
             raise OptionError(f"`priors` must be True or False, got {settings['priors']!r}")
+        tol = settings["ofv_tol"]
+        if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and math.isfinite(tol) and tol > 0):
+            raise OptionError(f"`ofv_tol` must be a positive number (an OFV change, e.g. 1e-3), got {tol!r}")
 
-    def run(self, model, subjects, *, options, seed, progressbar, sir_samples, priors, restarts):
+    def run(self, model, subjects, *, options, seed, progressbar, sir_samples, priors, restarts, ofv_tol):
         from .estimation import estimate, sir
         from .fit import Fit
 
-        est = estimate(model, subjects, method=self.method, options=options, progress=progressbar, priors=priors, restarts=restarts, seed=seed)
+        est = estimate(model, subjects, method=self.method, options=options, progress=progressbar, priors=priors, restarts=restarts, seed=seed,
+                       ofv_tol=ofv_tol)
         kinds = est.table["kind"]
         per_observation = {}
         for name in est.estimates:

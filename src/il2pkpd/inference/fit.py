@@ -95,7 +95,7 @@ def _subject_data(data, model, covariates=None) -> SubjectData:
 def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOptions | None = None, progressbar: bool = False,
         covariates=None, sampler: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         predictive_draws: int | None = None, init: Fit | None = None, parameterization: str | dict | None = None,
-        sir_samples: int | None = None, priors: bool | None = None, restarts: int | None = None) -> Fit:
+        sir_samples: int | None = None, priors: bool | None = None, restarts: int | None = None, ofv_tol: float | None = None) -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -142,13 +142,15 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
         where the init fit's eta-shrinkage is below 30%, non-centred otherwise; without
         ``init``, non-centred), ``"centered"``, ``"noncentered"``, or a dict by parameter
         (see :func:`~.pymc_model.build_pymc_model`); the choice is in ``info``.
-    sir_samples, priors, restarts
+    sir_samples, priors, restarts, ofv_tol
         Maximum-likelihood methods only. ``sir_samples`` (0): draw this many SIR samples
         (:func:`~il2pkpd.inference.estimation.sir`) and keep a fifth as the fit's
         ``idata["posterior"]``, labelled as SIR parameter uncertainty (or, with priors, the
         MAP-FOCE-I posterior), which ``simulate(params=fit)`` and sweeps draw from.
         ``priors`` (False): MAP-FOCE-I with the model file's priors. ``restarts`` (0):
-        estimate again from perturbed starts and keep the lowest objective.
+        estimate again from perturbed starts and keep the lowest objective. ``ofv_tol``
+        (None): stop once the OFV has stopped falling (by less than this over 5 iterations,
+        parameters steady to ~3 digits; :func:`~il2pkpd.inference.estimation.estimate`).
 
     A setting the chosen method does not take is refused (:class:`OptionError` naming the
     methods that take it), never ignored.
@@ -162,7 +164,8 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
         ``observed_data``.
     """
     given = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "predictive_draws": predictive_draws, "init": init,
-             "parameterization": parameterization, "sir_samples": sir_samples, "priors": priors, "restarts": restarts}
+             "parameterization": parameterization, "sir_samples": sir_samples, "priors": priors, "restarts": restarts,
+             "ofv_tol": ofv_tol}
     given = {k: v for k, v in given.items() if v is not None}
     if method not in ESTIMATORS:
         raise OptionError(f"`method` must be one of {list(ESTIMATORS)}, got {method!r}")
