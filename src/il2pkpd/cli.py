@@ -717,7 +717,7 @@ def power(
     event: Annotated[Optional[list[str]], typer.Option(help="Event followed (repeatable; with --arm).")] = None,
     followup: Annotated[Optional[float], typer.Option(help="Event follow-up, days (with --arm; overrides --design's).")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Exponential dropout per year (overrides --design's).")] = None,
-    accrual: Annotated[Optional[float], typer.Option(help="Enrolment period, days (the trial stops accrual + followup after the first entry).")] = None,
+    accrual: Annotated[Optional[float], typer.Option(help="Enrolment period, days (the trial stops --followup days after the first entry).")] = None,
     trials: Annotated[int, typer.Option(help="Virtual trials per sample size.")] = 1000,
     fit: Annotated[Optional[str], typer.Option(help="Assurance over this stored fit's posterior draws (default: power at the model file's typical values).")] = None,
     draws: Annotated[Optional[int], typer.Option(help="Posterior draws of --fit used (evenly spaced) [default: min(100, all)].")] = None,

@@ -247,3 +247,30 @@ def test_dask_workers_give_the_same_trials(model):
     b = there.trials[cols].sort_values(["analysis", "trial"]).reset_index(drop=True)
     pd_testing = pytest.importorskip("pandas.testing")
     pd_testing.assert_frame_equal(a, b)
+
+
+def test_accrual_censors_at_the_study_end_as_the_closed_form_says(model):
+    """Entry uniform on [0, A], the study stops F days after the first entry, constant hazard
+    lam: a control subject's event is seen with probability 1 - e^{-lam F} (e^{lam A} - 1)/(lam A).
+    Both simulate_trial and trial_power's simulator, within 3 binomial SEs."""
+    from il2pkpd.design import simulate_trial
+    from il2pkpd.design.analyses import parse_analysis
+    from il2pkpd.design.power import _TrialSimulator
+
+    a_days, f_days, lam = 400.0, 730.0, 0.002
+    expected = 1 - math.exp(-lam * f_days) * (math.exp(lam * a_days) - 1) / (lam * a_days)
+    design = TrialDesign("accrual", (Arm("placebo", None, 1500),), (), followup=f_days, events=("mace",), accrual=a_days)
+    table = simulate_trial(design, model, seed=4)
+    events = table[table["EVENT"] == "mace"]
+    se = math.sqrt(expected * (1 - expected) / len(events))
+    assert abs(events["DV"].mean() - expected) < 3 * se
+    assert events["TIME"].max() <= f_days and (events.loc[events["DV"] == 0, "TIME"] >= f_days - a_days - 1e-9).all()
+    two = TrialDesign("accrual", (Arm("drug", "1 mg po once", 1), Arm("placebo", None, 1)), (), followup=f_days, events=("mace",), accrual=a_days)
+    theta = np.array([[p.value for p in model.parameters]])
+    sim = _TrialSimulator(model, two, [parse_analysis("logrank(mace)", model)], [1, 300], theta, np.zeros(len(model.parameters)), 7, 10.0,
+                          il2pkpd.SolverOptions(solver="rodas4", rtol=1e-6, atol=1e-9))
+    t, e = sim.simulate(np.arange(5), np.zeros(5, dtype=int))["event"]["mace"]
+    seen = e[:, 1:].mean()
+    assert abs(seen - expected) < 3 * math.sqrt(expected * (1 - expected) / e[:, 1:].size)
+    with pytest.raises(Exception, match="shorter than `followup`"):
+        TrialDesign("bad", two.arms, (), followup=100.0, events=("mace",), accrual=200.0)

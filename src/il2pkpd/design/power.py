@@ -21,8 +21,9 @@ of ``N`` subjects takes the first ``n_arm(N)`` subjects of each arm of the large
 
 Event follow-up (days from each subject's first dose): the design's ``followup``; with
 ``accrual`` > 0, subjects enter uniformly over that many days and the trial stops
-``accrual + followup`` days after the first entry (administrative censoring), on top of
-exponential dropout at ``dropout_per_year``. Event times are drawn by inverting the model's
+``followup`` days after the first entry, so a subject entering on day ``u`` is censored at
+``followup - u`` (administrative censoring), on top of exponential dropout at
+``dropout_per_year``. Event times are drawn by inverting the model's
 cumulative hazard on a ``grid_step``-day grid (linear between grid points), as in
 :func:`~il2pkpd.design.simulate_trial`.
 """
@@ -187,8 +188,7 @@ class _TrialSimulator:
                 t_event = _invert(self.grid, cumhaz, -np.log(u[j, :, 0]))
                 rate = self.design.dropout_per_year / 365.25
                 t_drop = -np.log(u[j, :, 1]) / rate if rate > 0 else np.full(t_event.shape, np.inf)
-                entry = u[j, :, 2] * self.design.accrual
-                t_end = np.minimum(self.design.followup + self.design.accrual - entry, self.design.followup)
+                t_end = self.design.followup - u[j, :, 2] * self.design.accrual  # entry on day U(0, accrual); the trial stops at followup
                 time_ = np.minimum(np.minimum(t_event, t_drop), t_end)
                 data["event"][e] = (time_, (t_event <= np.minimum(t_drop, t_end)).astype(float))
         return data

@@ -71,10 +71,10 @@ class TrialDesign:
     dropout_per_year
         Exponential dropout hazard (per year) for the event follow-up.
     accrual
-        Days over which subjects enter (uniformly); the trial stops ``accrual + followup``
-        days after the first entry, so a subject entering at ``u`` is followed for
-        ``accrual + followup - u`` days, at most ``followup`` (0: every subject is followed
-        for ``followup`` days).
+        Days over which subjects enter (uniformly). The trial then stops ``followup`` days
+        after the first entry, so a subject entering on day ``u`` is followed for
+        ``followup - u`` days (at least ``followup - accrual``). 0: every subject is followed
+        for ``followup`` days.
     randomisation
         ``"blocked"`` (arms in shuffled blocks, as usual in trials) or ``"sequential"``.
     source
@@ -102,6 +102,9 @@ class TrialDesign:
             raise ShapeError(f"`randomisation` must be 'blocked' or 'sequential', got {self.randomisation!r}")
         if self.followup < 0 or self.dropout_per_year < 0 or self.accrual < 0:
             raise ShapeError(f"`followup`, `dropout_per_year` and `accrual` must be >= 0, got {self.followup!r}, {self.dropout_per_year!r} and {self.accrual!r}")
+        if self.accrual and not self.accrual < self.followup:
+            raise ShapeError(f"design {self.name!r}: `accrual` ({self.accrual!r} days) must be shorter than `followup` ({self.followup!r} days), "
+                             "the study's length from the first entry")
         if self.events and not self.followup > 0:
             raise ShapeError(f"design {self.name!r} follows events {self.events} but `followup` is {self.followup!r}")
 
@@ -198,8 +201,8 @@ def simulate_trial(design: TrialDesign, model, params: dict | None = None, seed:
                 h = ds[f"cumhaz_{e}"].values[k]
                 t_event = _draw_event_time(times_days, h, rng)
                 t_drop = rng.exponential(365.25 / design.dropout_per_year) if design.dropout_per_year > 0 else np.inf
-                # entry at u ~ U(0, accrual): the trial stops accrual + followup after the first entry
-                t_admin = min(design.followup, design.followup + design.accrual - rng.uniform(0.0, design.accrual)) if design.accrual > 0 else design.followup
+                # entry on day u ~ U(0, accrual): the trial stops followup days after the first entry
+                t_admin = design.followup - rng.uniform(0.0, design.accrual) if design.accrual > 0 else design.followup
                 t_end = min(t_event, t_drop, t_admin)
                 reason = "event" if t_end == t_event else ("dropout" if t_end == t_drop else "end of follow-up")
                 recs.append((t_end * days_to_model, 1, {
