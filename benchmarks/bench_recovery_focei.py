@@ -66,7 +66,7 @@ def main() -> None:
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Il2pkpdWarning)
-        fit = il2pkpd.fit(model, data, method="focei", options=options, ofv_tol=args.ofv_tol)
+        fit = il2pkpd.fit(model, data, method="focei", options=options, ofv_tol=args.ofv_tol, progressbar=True)  # a line per iteration
     wall = time.perf_counter() - t0
     dvids = {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0}
     truth = {k: v for k, v in true_values(model, dvids).items() if k != "p_mi_1y"}
