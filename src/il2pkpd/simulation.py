@@ -999,10 +999,11 @@ def add_residual_error(model: Model, ds, *, seed: int | None = None):
     return ds.assign(new)
 
 
-def _with_outputs(doses: list, t_model: np.ndarray, subject) -> Records:
-    """Dose records plus one EVID 2 output record per time, merged in time order
-    (an output at a dose time sees the dose)."""
-    recs = [(r.time, 0, r) for r in doses] + [(t, 1, Record(time=float(t), evid=2)) for t in t_model]
+def _with_outputs(doses: list, t_model: np.ndarray, subject, *, pre_dose: bool = False) -> Records:
+    """Dose records plus one EVID 2 output record per time, merged in time order (an output
+    at a dose time sees the dose; with ``pre_dose`` it comes before it, as a trial's pre-dose
+    sample)."""
+    recs = [(r.time, int(pre_dose), r) for r in doses] + [(t, 1 - int(pre_dose), Record(time=float(t), evid=2)) for t in t_model]
     recs.sort(key=lambda x: (x[0], x[1]))
     rows = []
     for i, (_, _, r) in enumerate(recs):

@@ -42,11 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..dosing import Record, Records, parse_regimen
+from ..dosing import parse_regimen
 from ..errors import OptionError
 from ..likelihood import individual_theta
 from ..model import model_hash
-from ..simulation import with_residual_error
+from ..simulation import _with_outputs, with_residual_error
 from ..solve import build_events, make_batch_solver, stack_events
 from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
 from ..units import conversion_factor
@@ -147,7 +147,7 @@ class _TrialSimulator:
         arm_events = []
         for a in design.arms:
             doses = parse_regimen(a.regimen).to_records(model) if a.regimen else []
-            arm_events.append(build_events(_pre_dose_outputs(doses, self.times * to_model, a.name), model, output_rows="obs"))
+            arm_events.append(build_events(_with_outputs(list(doses), self.times * to_model, a.name, pre_dose=True), model, output_rows="obs"))
         self.arm_of = np.concatenate([np.full(n, i) for i, n in enumerate(n_max)])
         arrays, ss, out_times, t_start = stack_events([arm_events[i] for i in self.arm_of])
         self._ev = {k: jnp.asarray(v) for k, v in arrays.items()}
@@ -192,14 +192,6 @@ class _TrialSimulator:
                 time_ = np.minimum(np.minimum(t_event, t_drop), t_end)
                 data["event"][e] = (time_, (t_event <= np.minimum(t_drop, t_end)).astype(float))
         return data
-
-
-def _pre_dose_outputs(doses: list, times: np.ndarray, subject) -> Records:
-    """Dose records and one output record per time, an output at a dose time before the dose
-    (a trial's pre-dose sample: the baseline at day 0 does not see the first dose)."""
-    recs = [(float(t), 0, Record(time=float(t), evid=2)) for t in times] + [(r.time, 1, r) for r in doses]
-    recs.sort(key=lambda x: (x[0], x[1]))
-    return Records([dataclasses.replace(r, row=i) for i, (_, _, r) in enumerate(recs)], subject=subject)
 
 
 def _invert(grid: np.ndarray, cumhaz: np.ndarray, target: np.ndarray) -> np.ndarray:
