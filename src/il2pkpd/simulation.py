@@ -494,7 +494,7 @@ def _template(model: Model, doses: Records, t_out: float):
 def _member_events(template, times: np.ndarray):
     """The template's doses plus one output record at each of ``times`` (sorted). Each output
     comes after every dose at its time (an output at a dose time sees the dose, as in
-    :func:`_with_outputs`)."""
+    :meth:`Records.with_outputs`)."""
     from .solve import SubjectEvents
 
     base, out, t_start, subject, has_events = template
@@ -824,13 +824,13 @@ def simulate(
         subjects = []
         for d in doses:
             if id(d) not in made:
-                made[id(d)] = _with_outputs(list(d), t_model, d.subject)
+                made[id(d)] = d.with_outputs(t_model)
             subjects.append(made[id(d)])
         output_rows = "obs"
     else:
         doses = [Records([r for r in s if r.is_dose or r.evid == 3], subject=s.subject) for s in dataset_subjects]
         if times is not None:
-            subjects = [_with_outputs(list(s), t_model, s.subject) for s in doses]
+            subjects = [s.with_outputs(t_model) for s in doses]
             output_rows = "obs"
         else:
             subjects = dataset_subjects
@@ -997,18 +997,6 @@ def add_residual_error(model: Model, ds, *, seed: int | None = None):
         v = with_residual_error(e, y.values, rng.standard_normal(y.shape))
         new[f"{obs.name}_obs"] = (y.dims, v, {"unit": y.attrs.get("unit", ""), "kind": "simulated observation", "error_model": e.model, "dvid": obs.dvid})
     return ds.assign(new)
-
-
-def _with_outputs(doses: list, t_model: np.ndarray, subject, *, pre_dose: bool = False) -> Records:
-    """Dose records plus one EVID 2 output record per time, merged in time order (an output
-    at a dose time sees the dose; with ``pre_dose`` it comes before it, as a trial's pre-dose
-    sample)."""
-    recs = [(r.time, int(pre_dose), r) for r in doses] + [(t, 1 - int(pre_dose), Record(time=float(t), evid=2)) for t in t_model]
-    recs.sort(key=lambda x: (x[0], x[1]))
-    rows = []
-    for i, (_, _, r) in enumerate(recs):
-        rows.append(Record(r.time, r.evid, r.amt, r.cmt, r.rate, r.ii, r.addl, r.ss, r.dvid, i))
-    return Records(rows, subject=subject)
 
 
 def _to_dataset(model, sol, theta, cov, subject_ids, n_draws, tu, to_model, ragged):

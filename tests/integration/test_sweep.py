@@ -212,6 +212,27 @@ def test_posterior_draws_come_from_the_stored_fit_thinned_evenly():
 
 def test_a_running_dask_scheduler_can_be_given_by_address(tmp_path):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
         via_address = il2pkpd.sweep(PK_DESIGN, tmp_path / "a", scheduler=cluster.scheduler_address, chunk_draws=3).table
     pd.testing.assert_frame_equal(via_address, il2pkpd.sweep(PK_DESIGN, chunk_draws=3).table)
+
+
+def test_workers_start_while_another_cluster_holds_the_dashboard_port():
+    """Dask's default HTTP port (8787) taken, as by a second sweep or power run at once: the
+    cluster runs without the port-moved warning (the suite makes warnings errors)."""
+    import operator
+    import socket
+
+    pytest.importorskip("distributed")
+    from il2pkpd.design.sweep_run import run_on_dask
+
+    holder = socket.socket()
+    try:
+        holder.bind(("", 8787))
+        holder.listen()
+    except OSError:  # something else holds it already: the situation under test
+        pass
+    try:
+        assert sorted(run_on_dask(operator.add, [(1, 2), (3, 4)], 1, None, lambda k: None)) == [3, 7]
+    finally:
+        holder.close()

@@ -104,10 +104,10 @@ def test_immune_states_non_negative_and_cumulative_hazard_non_decreasing(ivory, 
 
 @given(seed=st.integers(0, 2**31 - 1))
 def test_vmap_over_subjects_equals_a_loop(ivory, seed):
-    from il2pkpd.simulation import _with_outputs, individual_parameters
+    from il2pkpd.simulation import individual_parameters
     from il2pkpd.solve import SolverOptions, build_events, solve_subjects
 
-    ev = build_events(_with_outputs(il2pkpd.parse_regimen("1.5 MIU sc qd x5").to_records(ivory), T_IV, None), ivory, output_rows="obs")
+    ev = build_events(Records(il2pkpd.parse_regimen("1.5 MIU sc qd x5").to_records(ivory)).with_outputs(T_IV), ivory, output_rows="obs")
     theta, cov, _ = individual_parameters(ivory, 3, seed=seed)
     opts = SolverOptions()
     batch = solve_subjects(ivory, [ev] * 3, theta[0], cov, opts, chunk_size=None)  # one vmapped call

@@ -17,7 +17,7 @@ from il2pkpd import cli
 cli._main(debug={debug})
 {quiet}
 from distributed import Client, LocalCluster
-cluster = LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR)
+cluster = LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
 client = Client(cluster)
 client.close()
 cluster.close()

@@ -105,3 +105,14 @@ def test_steady_state_records_cannot_become_a_regimen(pk1):
 
     with pytest.raises(RegimenError, match="row 1"):
         regimen_from_records([Record(0.0, 1, 100.0, 1, ii=12.0, ss=1, row=0)], pk1)
+
+
+def test_outputs_merge_after_a_dose_at_their_time_or_before_it_as_a_pre_dose_sample():
+    from il2pkpd.dosing import Record, Records
+
+    doses = Records([Record(time=0.0, evid=1, amt=1.0, cmt=1, row=7), Record(time=24.0, evid=1, amt=2.0, cmt=1, row=8)], subject="s1")
+    after = doses.with_outputs([24.0, 0.0, 12.0])
+    assert [(r.time, r.evid) for r in after] == [(0.0, 1), (0.0, 2), (12.0, 2), (24.0, 1), (24.0, 2)]
+    assert [r.row for r in after] == [0, 1, 2, 3, 4] and after.subject == "s1"
+    before = doses.with_outputs([0.0, 24.0], pre_dose=True)
+    assert [(r.time, r.evid) for r in before] == [(0.0, 2), (0.0, 1), (24.0, 2), (24.0, 1)]

@@ -42,11 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..dosing import parse_regimen
+from ..dosing import Records, parse_regimen
 from ..errors import OptionError
 from ..likelihood import individual_theta
 from ..model import model_hash
-from ..simulation import _with_outputs, with_residual_error
+from ..simulation import with_residual_error
 from ..solve import build_events, make_batch_solver, stack_events
 from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
 from ..units import conversion_factor
@@ -147,7 +147,7 @@ class _TrialSimulator:
         arm_events = []
         for a in design.arms:
             doses = parse_regimen(a.regimen).to_records(model) if a.regimen else []
-            arm_events.append(build_events(_with_outputs(list(doses), self.times * to_model, a.name, pre_dose=True), model, output_rows="obs"))
+            arm_events.append(build_events(Records(doses, a.name).with_outputs(self.times * to_model, pre_dose=True), model, output_rows="obs"))
         self.arm_of = np.concatenate([np.full(n, i) for i, n in enumerate(n_max)])
         arrays, ss, out_times, t_start = stack_events([arm_events[i] for i in self.arm_of])
         self._ev = {k: jnp.asarray(v) for k, v in arrays.items()}

@@ -255,7 +255,9 @@ def run_on_dask(task: Callable, jobs: list[tuple], workers: int, scheduler: str 
     if scheduler is not None:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None,
+        # the HTTP server on a free local port: `dashboard_address=None` still takes 8787 and,
+        # when another cluster holds it, warns and moves (a second sweep or power run at once)
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                                silence_logs=logging.ERROR, worker_class="distributed.Nanny")
         client = Client(cluster)
     results = []

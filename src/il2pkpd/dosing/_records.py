@@ -75,6 +75,18 @@ class Records(tuple):
     def observations(self) -> list[Record]:
         return [r for r in self if r.evid == 0]
 
+    def with_outputs(self, times: Sequence[float], *, pre_dose: bool = False) -> Records:
+        """These records plus one EVID 2 output record at each of ``times`` (model time
+        unit), merged in time order and renumbered.
+
+        An output at a dose time sees the dose (NONMEM's order for a record after the dose);
+        with ``pre_dose`` it comes before it, as a trial's pre-dose (trough) sample.
+        """
+        merged = [(r.time, int(pre_dose), r) for r in self] + [(float(t), 1 - int(pre_dose), Record(time=float(t), evid=2)) for t in times]
+        merged.sort(key=lambda x: (x[0], x[1]))  # stable: records at one time keep data order
+        rows = [Record(r.time, r.evid, r.amt, r.cmt, r.rate, r.ii, r.addl, r.ss, r.dvid, i) for i, (_, _, r) in enumerate(merged)]
+        return Records(rows, subject=self.subject)
+
     def validate(self, valid_cmts: Sequence[int] | None = None) -> Records:
         """Check NONMEM semantics; raise :class:`RegimenError` naming subject and row."""
         who = f"subject {self.subject!r} " if self.subject is not None else ""
