@@ -184,6 +184,49 @@ def test_ofv_stopping_rule_stops_at_the_ml_objective_and_says_so(linear_growth):
         estimate(model, subjects, ofv_tol=0.0)
 
 
+def test_scaled_and_unscaled_searches_reach_the_ml_estimate(linear_growth):
+    """The search in variables scaled by the cross-product curvature (the default) and the one
+    on the plain estimation scale both end at SciPy's maximum-likelihood OFV, with an expected
+    decrease to the minimum (EDM) below the convergence limit."""
+    from il2pkpd.inference.estimation import EDM_LIMIT
+
+    subjects, designs = _data(n=10, seed=3)
+    model = il2pkpd.build_model(linear_growth)
+    oracle = scipy.optimize.minimize(_ofv, np.array([10.0, 0.5, math.log(4.0), math.log(0.09), 0.0]), args=(designs,), method="BFGS",
+                                     options={"gtol": 1e-9})
+    for precondition in (True, False):
+        fit = estimate(model, subjects, covariance=False, precondition=precondition)
+        assert fit.info["converged"] and fit.info["preconditioned"] is precondition
+        assert fit.ofv == pytest.approx(oracle.fun, abs=1e-6)
+        assert 0 <= fit.info["edm"] < EDM_LIMIT
+
+
+def test_a_search_that_stalls_away_from_the_minimum_is_not_called_converged(linear_growth, monkeypatch):
+    """L-BFGS-B can report success when its line search stalls (round-off, a non-finite
+    objective stepped back from). Made to stop after one iteration while claiming success, the
+    run's OFV is far above SciPy's optimum, and the estimate says it is not converged because
+    the expected decrease to the minimum is above the limit."""
+    import il2pkpd.inference.estimation as estimation
+
+    subjects, designs = _data(n=10, seed=3)
+    model = il2pkpd.build_model(linear_growth)
+    oracle = scipy.optimize.minimize(_ofv, np.array([10.0, 0.5, math.log(4.0), math.log(0.09), 0.0]), args=(designs,), method="BFGS",
+                                     options={"gtol": 1e-9})
+    real = scipy.optimize.minimize
+
+    def stalls(*args, **kwargs):
+        res = real(*args, **{**kwargs, "options": {**kwargs["options"], "maxiter": 1}})
+        res.success, res.message = True, "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"
+        return res
+
+    monkeypatch.setattr(estimation.scipy.optimize, "minimize", stalls)
+    with pytest.warns(il2pkpd.Il2pkpdWarning, match="did not converge"):
+        fit = estimate(model, subjects, covariance=False)
+    assert fit.ofv - oracle.fun > 1.0
+    assert not fit.info["converged"] and fit.info["edm"] > estimation.EDM_LIMIT
+    assert "not at a minimum" in fit.info["message"]
+
+
 def test_eps_shrinkage_and_iwres_match_the_closed_form_conditional_means(linear_growth):
     """For the linear Gaussian model the conditional modes are the BLUPs
     ``Omega X' V^-1 (y - X beta)``; IWRES = (y - X (beta + eta)) / sigma and

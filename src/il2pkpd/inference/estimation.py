@@ -129,11 +129,54 @@ def _layout(model, ml: MarginalLikelihood, error0: dict) -> _Layout:
 
 #: iterations over which the ``ofv_tol`` stopping rule looks back
 STOP_WINDOW = 5
+#: a move on the estimation scale (log scale for positive parameters) the ``ofv_tol`` rule
+#: reports as a parameter still moving: about three significant digits
+PARAMETER_TOL = 1e-3
+#: a move over the stopping rule's window, in standard errors, that is warned of: the
+#: objective is flat but the estimate is still moving by a part of its own uncertainty
+DRIFT_SE = 0.1
+#: largest expected decrease to the minimum (OFV units, :func:`_expected_decrease`) at which
+#: a run that stopped is called converged: well below the 3.84 of a likelihood-ratio test
+EDM_LIMIT = 0.1
+
+
+def _cross_product_curvature(subject_gradients: np.ndarray) -> np.ndarray:
+    """The cross-product (BHHH) estimate ``H = 1/2 sum_i g_i g_i^T`` of the OFV's Hessian from
+    each subject's OFV gradient ``g_i`` (the OFV is -2 log L, and the information is the
+    expected outer product of the score; exact in expectation at the true parameters)."""
+    g = np.asarray(subject_gradients, dtype=float)
+    return 0.5 * g.T @ g
+
+
+def _scaling(subject_gradients: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """A diagonal change of variables ``u = u0 + T z`` that gives every estimated quantity
+    about unit curvature in ``z`` at the start: ``T = diag(H_jj)^-1/2`` with ``H`` from
+    :func:`_cross_product_curvature`, each ``H_jj`` at least ``floor`` times the largest.
+
+    This is the scaling NONMEM and nlmixr2 apply before their quasi-Newton search, with the
+    scale read off the data rather than set to a constant. A full-matrix version (``H^-1/2``)
+    was tried and took 2-4x more iterations on theophylline: far from the optimum the outer
+    product is dominated by the mean gradient and says little about the other directions.
+    """
+    d = np.diag(_cross_product_curvature(subject_gradients))
+    if not np.all(np.isfinite(d)) or d.max() <= 0:
+        return np.eye(len(d))
+    return np.diag(1.0 / np.sqrt(np.maximum(d, floor * d.max())))
+
+
+def _expected_decrease(gradient: np.ndarray, subject_gradients: np.ndarray) -> float:
+    """Estimated distance to the minimum in OFV units, ``EDM = 1/2 g^T H^+ g`` (MINUIT's EDM)
+    with the cross-product curvature ``H``: how much lower the OFV would go if the quadratic
+    model held. Scale free, unlike a gradient norm."""
+    h = _cross_product_curvature(subject_gradients)
+    g = np.asarray(gradient, dtype=float)
+    return float(0.5 * g @ np.linalg.pinv(h, rcond=1e-10, hermitian=True) @ g)
 
 
 def estimate(model, data, method: str = "focei", *, options: SolverOptions | None = None, start: dict | None = None,
              eta_tol: float = 1e-10, max_iter: int = 500, covariance: bool = True, progress: bool | Callable = False,
-             priors: bool = False, restarts: int = 0, perturbation: float = 0.2, seed: int = 0, ofv_tol: float | None = None) -> Estimate:
+             priors: bool = False, restarts: int = 0, perturbation: float = 0.2, seed: int = 0, ofv_tol: float | None = None,
+             precondition: bool = True) -> Estimate:
     """Estimate population parameters by maximum likelihood (FOCE, FOCE-I or Laplace).
 
     Parameters
@@ -154,11 +197,14 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     max_iter
         Most outer (L-BFGS-B) iterations.
     ofv_tol
-        A stopping rule as NONMEM practises it: stop once the objective has fallen by less
-        than this over the last :data:`STOP_WINDOW` iterations while no parameter moved by
-        more than 1e-3 on the estimation scale (about three significant digits; log scale for
-        positive parameters). Default ``None``: L-BFGS-B's own test (gradient 1e-6), which
-        can run long on a flat ridge.
+        A stopping rule on the objective: stop once it has fallen by less than this over the
+        last :data:`STOP_WINDOW` iterations (e.g. 1e-3). The message and a warning name any
+        parameter that still moved by :data:`PARAMETER_TOL` or more on the estimation scale
+        (a flat ridge: NONMEM would report too few significant digits there). Default
+        ``None``: L-BFGS-B's own test (gradient 1e-6), which can run long on a ridge.
+    precondition
+        Run L-BFGS-B in variables scaled by the start's cross-product curvature
+        (:func:`_scaling`); ``False`` runs it on the estimation scale as it is.
     covariance
         Run the covariance step.
     progress
@@ -263,23 +309,33 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         state["eta"] = modes.eta
         # the gradient assumes d l / d eta = 0 at the modes: counted where it does not hold
         state["unconverged"] += int(not modes.converged.all())
-        total, g, _, _ = objective_and_subject_gradients(u, modes.eta)
-        state["last"] = (total, g)
+        total, g, _, jac = objective_and_subject_gradients(u, modes.eta)
+        state["last"] = (total, g, jac)
         return total, g
 
     def callback(intermediate):
         state["iter"] += 1
-        ofv, g = state["last"]
+        ofv, g, _ = state["last"]
         if ofv_tol is not None:
-            # NONMEM-style stop: the OFV has stopped moving and so have the parameters (3
-            # significant digits on the estimation scale, where positive ones are logs)
+            # the OFV has stopped moving: the parameters not settled to NONMEM's 3 significant
+            # digits are named in the message; a move that is a sizeable part of a standard
+            # error (a ridge) is warned of after the run
             hist = state["history"]
-            hist.append((ofv, np.array(intermediate.x if hasattr(intermediate, "x") else intermediate, dtype=float)))
+            z = np.array(intermediate.x if hasattr(intermediate, "x") else intermediate, dtype=float)
+            hist.append((ofv, state["to_u"](z)))
             if len(hist) > STOP_WINDOW:
                 old_ofv, old_u = hist[-STOP_WINDOW - 1]
-                if old_ofv - ofv < ofv_tol and np.max(np.abs(hist[-1][1] - old_u)) < 1e-3:
-                    state["stopped"] = (f"stopping rule: the objective fell by {old_ofv - ofv:.2g} (< {ofv_tol:g}) and no parameter moved "
-                                        f"by more than 1e-3 (log scale for positive ones) over the last {STOP_WINDOW} iterations")
+                moved = np.abs(hist[-1][1] - old_u)
+                if old_ofv - ofv < ofv_tol:
+                    # how far each moved in standard errors (cross-product curvature here)
+                    se = np.sqrt(np.abs(np.diag(np.linalg.pinv(_cross_product_curvature(state["last"][2]), rcond=1e-10, hermitian=True))))
+                    in_se = moved / np.where(se > 0, se, np.inf)
+                    unsettled = [n for n, m in zip(lay.names, moved) if m >= PARAMETER_TOL]
+                    state["stopped"] = (f"stopping rule: the objective fell by {old_ofv - ofv:.2g} (< {ofv_tol:g}) over the last {STOP_WINDOW} "
+                                        "iterations; " + (f"{unsettled} had not settled to 3 significant digits (moved by up to "
+                                                          f"{moved.max():.2g} on the estimation scale, {in_se.max():.2g} standard errors)"
+                                                          if unsettled else f"every parameter settled to 3 significant digits"))
+                    state["drifting"] = [n for n, m in zip(lay.names, in_se) if m > DRIFT_SE]
                     raise StopIteration
         if callable(progress):
             progress(state["iter"], ofv, float(np.max(np.abs(g))))
@@ -287,13 +343,24 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
             print(f"iteration {state['iter']:4d}  {'objective' if priors else 'OFV'} {ofv:.6f}  |gradient| {np.max(np.abs(g)):.3g}", flush=True)
 
     def optimise(u_start, label: str):
-        state.update(eta=None, last=None, history=[], stopped=None)
+        state.update(eta=None, last=None, history=[], stopped=None, drifting=[])
         first = fun(u_start)
         if not np.isfinite(first[0]):
             raise OptionError(f"the {method} objective is not finite at the {label} {dict(zip(lay.names, natural(u_start)))}: "
                               "a solve failed or a subject's conditional Hessian is singular; give other `start` values")
-        res = scipy.optimize.minimize(fun, u_start, jac=True, method="L-BFGS-B", callback=callback,
+        # L-BFGS-B on z, u = u_start + T z, with T from the start's curvature (see _scaling):
+        # the first quasi-Newton steps are then near Newton steps, not gradient steps
+        t = _scaling(state["last"][2]) if precondition else np.eye(len(u_start))
+        state["to_u"] = lambda z: u_start + t @ z
+
+        def fun_z(z):
+            val, g = fun(state["to_u"](z))
+            return val, t.T @ g
+
+        res = scipy.optimize.minimize(fun_z, np.zeros(len(u_start)), jac=True, method="L-BFGS-B", callback=callback,
                                       options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-6})
+        res.x = state["to_u"](res.x)
+        res.drifting = state["drifting"]
         if state["stopped"]:
             res.success, res.message = True, state["stopped"]
         return res
@@ -324,10 +391,16 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     objective, g_hat, obj, jac = objective_and_subject_gradients(u_hat, modes.eta)
     ofv = float(np.sum(obj))
     nat = natural(u_hat)
+    edm = _expected_decrease(g_hat, jac)
+    if res.success and not edm <= EDM_LIMIT:
+        # L-BFGS-B also stops when its line search can make no progress (a non-finite
+        # objective stepped back from, round-off): that is not a minimum
+        res.success = False
+        res.message = f"{res.message}; but the expected decrease to the minimum (EDM) is {edm:.3g} OFV units (> {EDM_LIMIT:g}): not at a minimum"
     info = {"method": method, "description": METHODS[method].description, "converged": bool(res.success), "message": str(res.message),
-            "iterations": int(res.nit), "evaluations": state["evals"], "gradient_max": float(np.max(np.abs(g_hat))),
+            "iterations": int(res.nit), "evaluations": state["evals"], "gradient_max": float(np.max(np.abs(g_hat))), "edm": edm,
             "modes_converged": bool(modes.converged.all()), "evaluations_with_unconverged_modes": state["unconverged"],
-            "solver": vars(ml.options).copy(), "objective": objective, "priors": bool(priors), **info_prior,
+            "solver": vars(ml.options).copy(), "objective": objective, "preconditioned": bool(precondition), "priors": bool(priors), **info_prior,
             "not_estimated": {f"{o}_{k}": {"value": v, "reason": "no observation rows of this type in the data: held at the model file's value"}
                               for o, p in held.items() for k, v in p.items()}}
     if restarts:
@@ -341,6 +414,10 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         bad = [str(ml.joint.subjects[i].subject) for i in np.flatnonzero(~modes.converged)]
         warnings.warn(f"{method}: the conditional modes of subjects {bad[:10]} did not converge at the estimate (Newton decrement "
                       f"above {eta_tol:g}): their OBJ, the gradient and the covariance step are approximate there", Il2pkpdWarning, stacklevel=2)
+    if res.drifting:
+        warnings.warn(f"{method}: the stopping rule found the objective flat while {res.drifting} still moved by more than "
+                      f"{DRIFT_SE:g} standard errors over {STOP_WINDOW} iterations: a flat ridge of the objective; their estimates "
+                      "are where the search stopped on it (see the covariance step's condition number)", Il2pkpdWarning, stacklevel=2)
     if not res.success:
         warnings.warn(f"{method} estimation did not converge: {res.message} (OFV {ofv:.4f}, max |gradient| {info['gradient_max']:.3g})",
                       Il2pkpdWarning, stacklevel=2)
