@@ -64,6 +64,42 @@ def test_targets_match_hand_computation(ivory, cal, typical):
     assert float(pred["lilacs_ed75"]) == pytest.approx(100 * (lil["treg_fold"].values[:, 0].mean() - 1), rel=1e-4)
 
 
+def test_hazard_ratio_evidence_terms_match_scipy(ivory, cal, typical):
+    """The Figueroa tertile and BIOVASC per-SUV hazard ratios (BRIEF S80, S90) as data on
+    beta_tbr: the model's HR is exp(beta x scale) and the log-likelihood is the normal density
+    of the reported log HR with variance SE_CI^2 + (beta x scale x CV_scale)^2, written here
+    with scipy.stats from the published rows."""
+    pub = published().set_index("id")
+    beta = float(typical[ivory.parameter_names.index("beta_tbr")])
+    pred, terms = cal.predictions(typical), cal.log_likelihood_terms(typical)
+    for hr_id, scale_id in (("figueroa_tertile_hr", "figueroa_tertile_dtbr"), ("biovasc_suvmax_hr", "suv_to_tbr")):
+        hr, sc = pub.loc[hr_id], pub.loc[scale_id]
+        log_hr = beta * sc.value
+        assert float(pred[hr_id]) == pytest.approx(np.exp(log_hr), rel=1e-12)
+        se_ci = (np.log(hr.upper) - np.log(hr.lower)) / (2 * stats.norm.ppf(0.975))
+        cv = (sc.upper - sc.lower) / (2 * stats.norm.ppf(0.975)) / sc.value
+        assert float(terms[hr_id]) == pytest.approx(stats.norm.logpdf(np.log(hr.value), log_hr, np.hypot(se_ci, log_hr * cv)), rel=1e-10)
+
+
 def test_model_without_the_outputs_is_refused(pk1):
     with pytest.raises(il2pkpd.ModelSpecError, match="lacks outputs"):
         PublishedCalibration(pk1)
+
+
+def test_the_calibration_gradient_at_32_virtual_subjects_is_central_differences(ivory):
+    """The exact gradient (Rodas4's loop adjoint) of the log posterior equals central differences
+    of the log posterior. At 32 virtual subjects per arm (the stored fit's size) the adjoint's
+    re-run of a checkpointed chunk differed from the forward pass by round-off, which a
+    bit-exact check turned into a NaN gradient everywhere: the mode search then stopped at once."""
+    big = PublishedCalibration(ivory, n_virtual=32)
+    u0 = big.u_start()
+    value, grad = big._grad(jnp.asarray(u0))
+    grad = np.asarray(grad)
+    assert np.isfinite(float(value)) and np.isfinite(grad).all()
+    names = [p.name for p in big.estimated]
+    for name in ("f_sc", "ec50", "kprol", "p_mi_1y", "beta_tbr"):
+        i = names.index(name)
+        step = np.zeros(len(u0))
+        step[i] = 1e-5
+        fd = (big.log_posterior(u0 + step) - big.log_posterior(u0 - step)) / 2e-5
+        assert grad[i] == pytest.approx(fd, rel=1e-6, abs=1e-6), name

@@ -13,11 +13,20 @@ PK anchors (Konrad, Piscitelli, Kirchner, the label) and the receptor Kd are NOT
 data: the model file's priors were built from them (BRIEF section 8), and using them
 again would count them twice.
 
-Posterior (a documented approximation, not NUTS): the posterior mode in the unconstrained
-space (L-BFGS with JAX gradients), a Laplace approximation there (Hessian by central
-differences of the exact gradient), then Pareto-smoothed importance sampling with a
-Student-t(7) proposal centred on the mode, so the draws are corrected towards the exact
-posterior; the Pareto k-hat says whether that correction can be trusted (k < 0.7).
+The TBR-to-event link is informed by data where there are data: the Figueroa 2013 tertile
+hazard ratio and the BIOVASC pooled hazard ratio per SUVmax unit enter as likelihood terms on
+``beta_tbr`` (with the inferred TBR gap and SUV-to-TBR conversion's uncertainty added to their
+variance), and the model file's prior on ``beta_tbr`` is weakly informative, so that they are
+not counted twice.
+
+Posterior (not NUTS: one gradient of this likelihood costs seconds): the posterior mode in the
+unconstrained space (L-BFGS with JAX gradients), a Laplace approximation there (Hessian by
+central differences of the exact gradient), then adaptive multiple importance sampling from it
+(:func:`_adaptive_importance`: Gaussian proposals refitted to the weighted draws, deterministic
+mixture weights) until the Pareto k-hat of the weights is below 0.7, and importance resampling.
+The draws are then corrected to the exact posterior; where k-hat stays at or above 0.7 the
+draws are the Laplace normal, labelled so (``info["approximation"] == "laplace"``), and
+``scripts/calibrate_published.py`` refuses to store them as the default posterior.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from ..solve import SolverOptions
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from .priors import from_unconstrained, prior_draws, prior_logpdf, to_unconstrained
 
-__all__ = ["CalibrationTarget", "PublishedCalibration", "calibrate_published", "published_checks", "IVORY_REGIMEN"]
+__all__ = ["CalibrationTarget", "PublishedCalibration", "calibrate_published", "published_checks", "finale_split", "IVORY_REGIMEN"]
 
 IVORY_REGIMEN = "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"
 _EPS = 0.05  # relative dose step for dose-response slopes (central difference)
@@ -96,7 +105,10 @@ class PublishedCalibration:
         self.rows = {k: _row(pub, k) for k in (
             "ivory_tbr0_placebo", "ivory_tbr0_sd_placebo", "ivory_tbr0_il2", "ivory_tbr0_sd_il2", "ivory_tbr_diff_index",
             "finale_mi_2y_il2_count", "finale_mi_2y_placebo_count", "lilacs_ed75", "dilt1d_ed10", "dilt1d_ed10_se",
-            "dilfreq_treg_ss", "dilfreq_cd25_ss")}
+            "dilfreq_treg_ss", "dilfreq_cd25_ss", "figueroa_tertile_hr", "figueroa_tertile_dtbr", "biovasc_suvmax_hr", "suv_to_tbr")}
+        if "beta_tbr" not in model.parameter_names:
+            raise ModelSpecError(f"model {model.name!r} lacks the parameter `beta_tbr` (log hazard ratio per TBR unit) needed by the published calibration")
+        self._j_beta = model.parameter_names.index("beta_tbr")
         r = self.rows
         bsa = next((c.value for c in model.covariates if c.name == "bsa"), 2.0)
 
@@ -143,6 +155,14 @@ class PublishedCalibration:
                               "100 (mean Treg fold over the last dosing interval - 1)", "no CI reported: SE = 25% of the value [I]"),
             CalibrationTarget("dilfreq_cd25_ss", "DILfrequency: CD25 on Tregs at steady state", "normal, SE 6.25 points",
                               "100 (mean CD25 fold over the last dosing interval - 1)", "no CI reported: SE = 25% of the value [I]"),
+            CalibrationTarget("figueroa_tertile_hr", "Figueroa 2013: CV events, highest vs lowest aortic TBR tertile",
+                              "normal on log HR, SE from the 95% CI plus the tertile gap's uncertainty",
+                              "exp(beta_tbr x TBR gap between the tertiles): the model's hazard ratio for a lasting TBR difference",
+                              "tertile TBR gap 0.4 (0.2-0.6) [I], not reported; events in oncology patients, not MI after ACS"),
+            CalibrationTarget("biovasc_suvmax_hr", "BIOVASC pooled (Kelly 2019): recurrent stroke per +1 g/mL carotid SUVmax",
+                              "normal on log HR, SE from the 95% CI plus the SUV-to-TBR conversion's uncertainty",
+                              "exp(beta_tbr x TBR units per SUV unit)",
+                              "1 SUV = 0.6 (0.5-0.7) TBR units [I]; stroke in carotid disease, not MI after ACS"),
         ]
 
     def predictions(self, theta_pop) -> dict:
@@ -166,6 +186,8 @@ class PublishedCalibration:
             "dilt1d_ed10_slope": (treg_max7["hi"] - treg_max7["lo"]) / (2 * _EPS * dil),
             "dilfreq_treg_ss": 100.0 * (jnp.mean(o["dilfreq"][:, :, j_treg]) - 1.0),
             "dilfreq_cd25_ss": 100.0 * (jnp.mean(o["dilfreq"][:, :, j_cd25]) - 1.0),
+            "figueroa_tertile_hr": jnp.exp(theta_pop[self._j_beta] * float(self.rows["figueroa_tertile_dtbr"].value)),
+            "biovasc_suvmax_hr": jnp.exp(theta_pop[self._j_beta] * float(self.rows["suv_to_tbr"].value)),
             "all_solves_ok": jnp.all(jnp.stack([jnp.all(v[1] == 0) for v in outs.values()])),
         }
 
@@ -187,7 +209,19 @@ class PublishedCalibration:
             "dilt1d_ed10": loglik_dose_for_target(p["dilt1d_ed10"], p["dilt1d_ed10_slope"], 10.0, float(r["dilt1d_ed10_se"].value)),
             "dilfreq_treg_ss": loglik_summary(p["dilfreq_treg_ss"], float(r["dilfreq_treg_ss"].value), 0.25 * float(r["dilfreq_treg_ss"].value)),
             "dilfreq_cd25_ss": loglik_summary(p["dilfreq_cd25_ss"], float(r["dilfreq_cd25_ss"].value), 0.25 * float(r["dilfreq_cd25_ss"].value)),
+            "figueroa_tertile_hr": self._loglik_hazard_ratio(p["figueroa_tertile_hr"], "figueroa_tertile_hr", "figueroa_tertile_dtbr"),
+            "biovasc_suvmax_hr": self._loglik_hazard_ratio(p["biovasc_suvmax_hr"], "biovasc_suvmax_hr", "suv_to_tbr"),
         }
+
+    def _loglik_hazard_ratio(self, hr_model, hr_row: str, scale_row: str):
+        """A reported hazard ratio per ``scale`` TBR units (``scale`` itself uncertain): normal on
+        log HR with variance SE^2 (from the CI) + (log HR_model x CV of the scale)^2, the
+        delta-method variance of beta x scale."""
+        r, s = self.rows[hr_row], self.rows[scale_row]
+        log_hr = jnp.log(hr_model)
+        se_ci = se_from_ci(math.log(float(r.lower)), math.log(float(r.upper)))
+        cv_scale = se_from_ci(float(s.lower), float(s.upper)) / float(s.value)
+        return loglik_summary(log_hr, math.log(float(r.value)), jnp.sqrt(se_ci**2 + (log_hr * cv_scale) ** 2))
 
     # ------------------------------------------------------------------ the posterior
     def theta(self, u):
@@ -220,7 +254,7 @@ class PublishedCalibration:
 
 
 def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: int = 0, maxiter: int = 200,
-                        options: SolverOptions | None = None, progress=None):
+                        options: SolverOptions | None = None, progress=None, proposals: int = 600, rounds: int = 5):
     """Posterior of ``model`` given the published evidence (see the module docstring).
 
     Returns
@@ -241,6 +275,10 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
 
     if int(draws) != draws or draws < 10:
         raise OptionError(f"`draws` must be an integer >= 10, got {draws!r}")
+    if int(proposals) != proposals or proposals < 100:  # PSIS fits its Pareto tail to the largest ~3 sqrt(n) weights
+        raise OptionError(f"`proposals` must be an integer >= 100, got {proposals!r}")
+    if int(rounds) != rounds or rounds < 1:
+        raise OptionError(f"`rounds` must be an integer >= 1, got {rounds!r}")
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()
     cal = PublishedCalibration(model, n_virtual=n_virtual, seed=seed, options=options)
@@ -255,6 +293,11 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         return -v, -g
 
     u0 = cal.u_start()
+    v0, g0 = cal._grad(jnp.asarray(u0))
+    if not (np.isfinite(float(v0)) and np.all(np.isfinite(np.asarray(g0)))):
+        bad = [names[i] for i in np.flatnonzero(~np.isfinite(np.asarray(g0)))]
+        raise OptionError(f"published calibration: the log posterior or its gradient is not finite at the model file's values "
+                          f"(value {float(v0)!r}; non-finite gradient for {bad[:8]}{' ...' if len(bad) > 8 else ''}): no mode can be searched from there")
     say(f"mode: L-BFGS over {k} parameters")
     opt = minimize(neg, u0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
     u_map = opt.x
@@ -274,42 +317,52 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     w = np.maximum(w, 1e-2)  # a non-positive direction gets a wide (sd <= 10) proposal
     cov = (v / w) @ v.T
     rng = np.random.default_rng(seed)
-    # The Laplace normal is both the fallback posterior and the importance proposal. (A
-    # Student-t(7) proposal was tried first: its heavy tails sent proposals where the
-    # two-year solve fails, and one draw carried all the weight.)
-    proposal = multivariate_normal(mean=u_map, cov=cov, allow_singular=True)
-    n_prop = int(draws)
-    u_draws = np.atleast_2d(proposal.rvs(size=n_prop, random_state=rng))
-    say(f"importance sampling: {n_prop} proposals")
-    # in chunks, so that a long run reports progress (one call over all proposals said nothing for 50+ minutes)
     logp_batch = jax.jit(lambda us: jax.lax.map(cal._log_posterior, us))
     chunk = 50
-    log_p = np.empty(n_prop)
-    for start in range(0, n_prop, chunk):
-        part = u_draws[start:start + chunk]
-        pad = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)]) if len(part) < chunk else part
-        log_p[start:start + len(part)] = np.asarray(logp_batch(jnp.asarray(pad)))[: len(part)]
-        say(f"importance sampling: {start + len(part)}/{n_prop} proposals evaluated")
-    log_w = log_p - proposal.logpdf(u_draws)
+
+    def evaluate(us: np.ndarray, label: str) -> np.ndarray:
+        # in chunks, so that a long run reports progress (one call over all proposals said nothing for 50+ minutes)
+        out = np.empty(len(us))
+        for i in range(0, len(us), chunk):
+            part = us[i:i + chunk]
+            pad = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)]) if len(part) < chunk else part
+            out[i:i + len(part)] = np.asarray(logp_batch(jnp.asarray(pad)))[: len(part)]
+            say(f"{label}: {i + len(part)}/{len(us)} proposals evaluated")
+        return out
+
+    u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng, say=say)
+    n_prop = len(u_draws)
     finite = np.isfinite(log_w)
     n_failed = int(n_prop - finite.sum())
-    idx, khat, ess, method = _importance_resample(log_w, finite, rng)
+    idx, khat, ess, method = _importance_resample(log_w, finite, rng, n_out=int(draws))
     if method == "laplace":
         warnings.warn(
-            f"published calibration: importance sampling could not correct the Laplace approximation "
-            f"(Pareto k-hat {khat:.2f}, needs < 0.7; importance ESS {ess:.1f}); the stored draws are the "
-            f"Laplace normal around the mode ({n_failed} of {n_prop} proposals that failed to solve dropped)",
-            Il2pkpdWarning, stacklevel=2)
+            f"published calibration: importance sampling could not correct the Laplace approximation in {len(rounds_info)} "
+            f"adaptive rounds (Pareto k-hat {khat:.2f}, needs < 0.7; importance ESS {ess:.1f}); the draws are the first "
+            f"round's Laplace normal around the mode ({n_failed} of {n_prop} proposals that failed to solve dropped): "
+            "an approximation, not the posterior", Il2pkpdWarning, stacklevel=2)
+        first = np.flatnonzero(finite[: rounds_info[0]["proposals"]])
+        idx = first[:int(draws)]
+    # for power-scaling sensitivity (Kallioinen et al. 2024): each kept draw's log prior density on
+    # the model file's scale (no Jacobian: the prior is what is power-scaled) and log-likelihood
+    log_prior_u = jax.jit(jax.vmap(cal._log_prior_u))
+    log_jac = jax.jit(jax.vmap(lambda u: cal.theta(u)[1]))
+    kept_u = jnp.asarray(u_draws[idx])
+    lp_u = np.asarray(log_prior_u(kept_u))
+    lprior = lp_u - np.asarray(log_jac(kept_u))
+    loglik = log_p[idx] - lp_u
     thetas = np.array([np.asarray(cal.theta(jnp.asarray(u))[0]) for u in u_draws[idx]])
-    prior_x = prior_draws(cal.estimated, n_prop, rng)
+    prior_x = prior_draws(cal.estimated, max(len(idx), 1000), rng)
     post = {name: (("chain", "draw"), thetas[None, :, cal._index[i]]) for i, name in enumerate(names)}
     n_keep = len(idx)
-    posterior = xr.Dataset(post, coords={"chain": [0], "draw": np.arange(n_keep)})
+    draw = {"chain": [0], "draw": np.arange(n_keep)}
+    posterior = xr.Dataset(post, coords=draw)
     prior = xr.Dataset({name: (("chain", "draw"), prior_x[None, :, i]) for i, name in enumerate(names)},
-                       coords={"chain": [0], "draw": np.arange(n_prop)})
-    stats = xr.Dataset({"log_weight": (("chain", "draw"), log_w[None, idx]), "proposal_index": (("chain", "draw"), idx[None, :])},
-                       coords={"chain": [0], "draw": np.arange(n_keep)})
-    idata = xr.DataTree.from_dict({"posterior": posterior, "prior": prior, "sample_stats": stats})
+                       coords={"chain": [0], "draw": np.arange(len(prior_x))})
+    stats = xr.Dataset({"log_weight": (("chain", "draw"), log_w[None, idx]), "proposal_index": (("chain", "draw"), idx[None, :])}, coords=draw)
+    idata = xr.DataTree.from_dict({"posterior": posterior, "prior": prior, "sample_stats": stats,
+                                   "log_prior": xr.Dataset({"lprior": (("chain", "draw"), lprior[None, :])}, coords=draw),
+                                   "log_likelihood": xr.Dataset({"published": (("chain", "draw"), loglik[None, :])}, coords=draw)})
     rows = []
     for i, p in enumerate(cal.estimated):
         x, pr = thetas[:, cal._index[i]], prior_x[:, i]
@@ -322,10 +375,11 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     pred_map = {kk: float(vv) for kk, vv in cal.predictions(theta_map).items()}
     info = {
         "il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data": "il2pkpd.datasets.published()",
-        "method": ("mode + Laplace (unconstrained) + Pareto-smoothed importance resampling" if method == "importance"
+        "method": ("mode + Laplace (unconstrained) + adaptive multiple importance sampling (Gaussian proposals, deterministic "
+                   "mixture weights) + Pareto-smoothed importance resampling" if method == "importance"
                    else "mode + Laplace (unconstrained) normal draws; importance correction failed its k-hat check"),
         "approximation": method, "proposals_failed_to_solve": n_failed, "hessian_flat_directions": n_flat,
-        "n_virtual": n_virtual, "seed": seed, "draws": n_prop, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
+        "n_virtual": n_virtual, "seed": seed, "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
         "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat), "importance_ess": float(ess),
         "targets": [t.__dict__ for t in cal.targets], "predictions_at_mode": pred_map,
         "solver": {"solver": cal.options.solver, "rtol": cal.options.rtol, "atol": cal.options.atol},
@@ -335,48 +389,94 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     return Fit(model.name, summary, info, estimates, idata)
 
 
-def _importance_resample(log_w: np.ndarray, finite: np.ndarray, rng) -> tuple[np.ndarray, float, float, str]:
-    """Pareto-smoothed importance resampling, or the proposal itself when k-hat says no.
-
-    Returns (indices of the kept draws, k-hat, importance ESS, "importance" | "laplace").
-    Draws whose log density is not finite (failed solves) are never kept: they lie outside
-    the region where the model can be evaluated.
-    """
+def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed normalised log-weights and k-hat of finite log importance ratios."""
     from arviz_stats.base.array import array_stats
 
+    if np.ptp(log_w) < 1e-12:  # equal weights (proposal = target): nothing to smooth, k-hat undefined -> 0
+        return np.full(len(log_w), -math.log(len(log_w))), 0.0
+    # arviz_stats takes -log(ratio) (its LOO input is the log-likelihood) and negates it back
+    smoothed, khat = array_stats.psislw(-(log_w - np.max(log_w)))
+    smoothed = smoothed - np.logaddexp.reduce(smoothed)
+    return smoothed, float(khat)
+
+
+def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round: int, max_rounds: int, rng, say):
+    """Adaptive multiple importance sampling (AMIS; Cornuet et al. 2012, Scand J Stat 39:798).
+
+    Round 1 draws ``n_round`` proposals from N(mean, cov) (the Laplace normal). Every draw so
+    far is weighted against the equal-count mixture of every proposal so far (deterministic
+    mixture weights), and PSIS (Vehtari et al. 2024, JMLR 25:72) smooths the weights and gives
+    k-hat. While k-hat >= 0.7 the next round's proposal is the normal with the weighted mean and
+    covariance of the pool, the covariance shrunk towards the previous proposal's by the
+    importance ESS against the dimension (few effective draws cannot estimate a 35 x 35
+    covariance). ``evaluate(u, label)`` gives the log target density (``-inf`` where a solve
+    fails: those draws get no weight).
+
+    Returns (all draws, their log target density, their log importance weight, a record per round).
+    """
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    k = len(mean)
+    proposals, draws, log_p, rounds = [], [], [], []
+    for r in range(max_rounds):
+        q = multivariate_normal(mean=mean, cov=cov, allow_singular=True)
+        u = np.atleast_2d(q.rvs(size=n_round, random_state=rng))
+        proposals.append(q)
+        draws.append(u)
+        log_p.append(evaluate(u, f"importance round {r + 1}"))
+        u_all, lp_all = np.concatenate(draws), np.concatenate(log_p)
+        log_q = logsumexp(np.stack([qq.logpdf(u_all) for qq in proposals]), axis=0) - math.log(len(proposals))
+        log_w = lp_all - log_q
+        finite = np.isfinite(log_w)
+        if finite.sum() < 10:
+            raise OptionError(f"published calibration: only {int(finite.sum())} of {len(log_w)} proposals could be solved; "
+                              "the Laplace approximation is unusable (check the mode)")
+        lw, khat = _psis(log_w[finite])
+        ess = float(1.0 / np.sum(np.exp(2 * lw)))
+        rounds.append({"round": r + 1, "proposals": int(n_round), "pareto_khat": khat, "importance_ess": ess,
+                       "failed_to_solve": int(np.sum(~np.isfinite(log_p[-1])))})
+        say(f"importance round {r + 1}: Pareto k-hat {khat:.3f}, importance ESS {ess:.1f} of {len(log_w)}")
+        if khat < 0.7:
+            break
+        w = np.exp(lw)
+        x = u_all[finite]
+        mean = w @ x
+        centred = x - mean
+        weighted = (centred * w[:, None]).T @ centred
+        lam = ess / (ess + k)
+        cov = lam * weighted + (1 - lam) * cov
+    return u_all, lp_all, log_w, rounds
+
+
+def _importance_resample(log_w: np.ndarray, finite: np.ndarray, rng, n_out: int | None = None) -> tuple[np.ndarray, float, float, str]:
+    """Pareto-smoothed importance resampling, or the proposal itself when k-hat says no.
+
+    Returns (indices of ``n_out`` kept draws (default: as many as ``log_w``), k-hat, importance
+    ESS, "importance" | "laplace"). Draws whose log density is not finite (failed solves) are
+    never kept: they lie outside the region where the model can be evaluated.
+    """
     n = len(log_w)
+    n_out = n if n_out is None else int(n_out)
     kept = np.flatnonzero(finite)
     if len(kept) < 10:
         raise OptionError(f"published calibration: only {len(kept)} of {n} proposals could be solved; "
                           "the Laplace approximation is unusable (check the mode)")
     lw = np.full_like(log_w, -np.inf)
-    if np.ptp(log_w[kept]) < 1e-12:  # equal weights (proposal = target): nothing to smooth, k-hat undefined -> 0
-        smoothed, khat = np.zeros(len(kept)), 0.0
-    else:
-        # arviz_stats takes -log(ratio) (its LOO input is the log-likelihood) and negates it back
-        smoothed, khat = array_stats.psislw(-(log_w[kept] - np.max(log_w[kept])))
-    lw[kept] = smoothed
-    weights = np.exp(lw - np.max(lw))
+    lw[kept], khat = _psis(log_w[kept])
+    weights = np.exp(lw)
     weights /= weights.sum()
     ess = float(1.0 / np.sum(weights**2))
-    khat = float(khat)
     if np.isfinite(khat) and khat < 0.7:
-        positions = (rng.random() + np.arange(n)) / n  # systematic resampling: equally weighted draws
+        positions = (rng.random() + np.arange(n_out)) / n_out  # systematic resampling: equally weighted draws
         return np.minimum(np.searchsorted(np.cumsum(weights), positions), n - 1), khat, ess, "importance"
     return kept, khat, ess, "laplace"
 
 
-def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = None, seed: int = 0):
-    """Posterior predictive checks of a fit against the published targets (a DataFrame).
-
-    For ``draws`` posterior draws (evenly thinned) the virtual population is solved and each
-    target's summary computed; the replicated published number adds the reporting noise
-    the likelihood assumes (normal with the reported SE, binomial counts, the delta-method
-    response SE for dose-for-target results). Columns: target, reported, model median and
-    5/95%, replicated 5/95%, ``inside`` (reported value within the replicated 90% interval).
-    """
-    import pandas as pd
-
+def _posterior_predictions(fit, model, draws: int, n_virtual: int | None) -> tuple[PublishedCalibration, list[dict]]:
+    """Every target's model value (:meth:`PublishedCalibration.predictions`) at ``draws``
+    evenly thinned posterior draws of ``fit``."""
     n_virtual = n_virtual or int(fit.info.get("n_virtual", 32))
     cal = PublishedCalibration(model, n_virtual=n_virtual, seed=int(fit.info.get("seed", 0)))
     post = fit.population_draws()
@@ -391,6 +491,52 @@ def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = No
             if p.name in post:
                 theta[j] = post[p.name][d]
         preds.append({k: float(v) for k, v in predict(jnp.asarray(theta)).items()})
+    return cal, preds
+
+
+def finale_split(fit, model, *, draws: int = 100, n_virtual: int | None = None) -> dict:
+    """The posterior's IVORY-FINALE prediction: expected MI counts by two years per arm (for
+    the trial's arm sizes), their posterior predictive count intervals, and the two-year
+    hazard ratio IL-2 vs placebo, each as median and 90% interval over ``draws`` posterior
+    draws.
+
+    The hazard ratio is the ratio of the arms' two-year cumulative hazards of the virtual
+    population, ``log S_il2 / log S_placebo`` with ``S`` each arm's mean survival (exact for
+    proportional hazards; for this model a time-averaged summary).
+    """
+    from scipy.stats import binom
+
+    cal, preds = _posterior_predictions(fit, model, draws, n_virtual)
+    out = {"draws": len(preds)}
+    for arm in ("il2", "placebo"):
+        key = f"finale_mi_2y_{arm}_count"
+        n = int(cal.rows[key].n)
+        p = np.clip([q[key] for q in preds], 0.0, 1.0)
+        cdf = np.mean([binom.cdf(np.arange(n + 1), n, pi) for pi in p], axis=0)
+        out[arm] = {"n": n, "observed": int(cal.rows[key].value), "expected_count": _median_90(n * p),
+                    "predictive_count_90": [int(np.searchsorted(cdf, 0.05)), int(np.searchsorted(cdf, 0.95))]}
+    hr = np.array([math.log1p(-q["finale_mi_2y_il2_count"]) / math.log1p(-q["finale_mi_2y_placebo_count"]) for q in preds])
+    out["hazard_ratio"] = {**_median_90(hr), "p_below_1": float(np.mean(hr < 1.0))}
+    return out
+
+
+def _median_90(x) -> dict:
+    x = np.asarray(x, dtype=float)
+    return {"median": float(np.median(x)), "q05": float(np.quantile(x, 0.05)), "q95": float(np.quantile(x, 0.95))}
+
+
+def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = None, seed: int = 0):
+    """Posterior predictive checks of a fit against the published targets (a DataFrame).
+
+    For ``draws`` posterior draws (evenly thinned) the virtual population is solved and each
+    target's summary computed; the replicated published number adds the reporting noise
+    the likelihood assumes (normal with the reported SE, binomial counts, the delta-method
+    response SE for dose-for-target results). Columns: target, reported, model median and
+    5/95%, replicated 5/95%, ``inside`` (reported value within the replicated 90% interval).
+    """
+    import pandas as pd
+
+    cal, preds = _posterior_predictions(fit, model, draws, n_virtual)
     r = cal.rows
     rng = np.random.default_rng(seed)
     lil, dil, diff = r["lilacs_ed75"], r["dilt1d_ed10"], r["ivory_tbr_diff_index"]
@@ -415,6 +561,13 @@ def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = No
         "dilfreq_cd25_ss": (float(r["dilfreq_cd25_ss"].value), lambda p: p["dilfreq_cd25_ss"],
                             lambda p: p["dilfreq_cd25_ss"] + rng.normal() * 0.25 * float(r["dilfreq_cd25_ss"].value), "% CD25 increase"),
     }
+    for hr_row, scale_row in (("figueroa_tertile_hr", "figueroa_tertile_dtbr"), ("biovasc_suvmax_hr", "suv_to_tbr")):
+        hr, sc = r[hr_row], r[scale_row]
+        se_ci = se_from_ci(math.log(float(hr.lower)), math.log(float(hr.upper)))
+        cv = se_from_ci(float(sc.lower), float(sc.upper)) / float(sc.value)
+        spec[hr_row] = (float(hr.value), lambda p, k=hr_row: p[k],
+                        lambda p, k=hr_row, se=se_ci, cv=cv: math.exp(math.log(p[k]) + rng.normal() * math.hypot(se, math.log(p[k]) * cv)),
+                        "hazard ratio")
     rows = []
     for target, (reported, value, replicate, unit) in spec.items():
         model_vals = np.array([value(p) for p in preds])

@@ -29,10 +29,11 @@ def se_from_ci(lower: float, upper: float, level: float = 0.95) -> float:
     return (upper - lower) / (2 * norm.ppf(0.5 + level / 2))
 
 
-def loglik_summary(model_value, reported: float, se: float):
-    """Normal log-likelihood of a reported mean/difference given the model's value."""
+def loglik_summary(model_value, reported: float, se):
+    """Normal log-likelihood of a reported mean/difference given the model's value (``se`` may
+    depend on the parameters: a JAX value)."""
     z = (reported - model_value) / se
-    return -0.5 * (z * z + _LOG_2PI) - math.log(se)
+    return -0.5 * (z * z + _LOG_2PI) - jnp.log(se)
 
 
 def loglik_count(p_model, events: int, n: int):
