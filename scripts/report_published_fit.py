@@ -3,7 +3,9 @@
     .venv/bin/python scripts/report_published_fit.py [--draws 100]
 
 Posterior predictive checks against the published targets (il2pkpd.inference.calibration.
-published_checks) and the prior vs posterior table of every estimated parameter.
+published_checks), the importance rounds, the IVORY-FINALE event split (finale_split), the
+power-scaling prior sensitivity (arviz_stats.psense_summary) and the prior vs posterior table of
+every estimated parameter.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import il2pkpd
-from il2pkpd.inference.calibration import published_checks
+from il2pkpd.inference.calibration import finale_split, published_checks
 from il2pkpd.io.fits import load_fit
 from il2pkpd.io.output import atomic_write
 
@@ -39,24 +41,87 @@ def main() -> None:
                      f"{r.replicated_q05:.4g} - {r.replicated_q95:.4g} | {'yes' if r.inside else '**no**'} |")
     ppc = "\n".join(lines)
     info = fit.info
+    rounds = ["| round | proposals | Pareto k-hat (pool so far) | importance ESS | failed to solve |", "|---|---|---|---|---|"]
+    for r in info.get("importance_rounds", []):
+        rounds.append(f"| {r['round']} | {r['proposals']} | {r['pareto_khat']:.3f} | {r['importance_ess']:.1f} | {r['failed_to_solve']} |")
+    split = finale_split(fit, model, draws=args.draws)
+    finale = _finale_text(split, s)
+    psense = _psense_table(fit, s)
     text = (ROOT / "fits" / "README.template.md").read_text()
     text = (text.replace("{{PARAMS}}", params).replace("{{CHECKS}}", ppc)
             .replace("{{KHAT}}", f"{info['pareto_khat']:.2f}").replace("{{ESS}}", f"{info['importance_ess']:.0f}")
             .replace("{{DRAWS}}", str(info["draws"])).replace("{{WALL}}", f"{info['wall_time_s'] / 60:.0f}")
             .replace("{{LOGP}}", f"{info['log_posterior_mode']:.2f}").replace("{{NVIRT}}", str(info["n_virtual"]))
             .replace("{{NCHECK}}", str(args.draws)).replace("{{FAILED}}", str(info.get("proposals_failed_to_solve", "?")))
-            .replace("{{APPROX}}", _approx_text(info))
-            .replace("{{MI_IL2}}", f"{checks.set_index('target').loc['finale_mi_2y_il2_count', 'model_median']:.1f}")
-            .replace("{{MI_PBO}}", f"{checks.set_index('target').loc['finale_mi_2y_placebo_count', 'model_median']:.1f}"))
+            .replace("{{APPROX}}", _approx_text(info)).replace("{{PROPOSALS}}", str(info.get("proposals", info["draws"])))
+            .replace("{{ROUNDS}}", "\n".join(rounds)).replace("{{FINALE}}", finale).replace("{{PSENSE}}", psense))
     atomic_write(ROOT / "fits" / "README.md", lambda p: p.write_text(text))
     print(ppc)
     print(params)
 
 
+def _finale_text(split: dict, summary) -> str:
+    """The predicted IVORY-FINALE split, the hazard ratio and the evidence behind them, in words
+    that follow the numbers (nothing here is written before the fit is known)."""
+    rows = ["| arm | n | observed MI by 2 years | expected MIs: median (90%) | posterior predictive count, 90% |", "|---|---|---|---|---|"]
+    for arm, label in (("il2", "aldesleukin"), ("placebo", "placebo")):
+        a = split[arm]
+        e = a["expected_count"]
+        rows.append(f"| {label} | {a['n']} | {a['observed']} | {e['median']:.2f} ({e['q05']:.2f} - {e['q95']:.2f}) | "
+                    f"{a['predictive_count_90'][0]} - {a['predictive_count_90'][1]} |")
+    hr = split["hazard_ratio"]
+    informed = [n for n in ("beta_tbr", "k_m", "delta", "p_mi_1y", "k_weib") if n in summary.index and bool(summary.loc[n, "informed"])]
+    prior_only = [n for n in ("beta_tbr", "k_m", "delta", "p_mi_1y", "k_weib") if n in summary.index and not bool(summary.loc[n, "informed"])]
+    words = (f"Two-year hazard ratio, aldesleukin vs placebo (ratio of the arms' cumulative hazards): median {hr['median']:.3f}, "
+             f"90% interval {hr['q05']:.3f} - {hr['q95']:.3f}; posterior probability that it is below 1: {hr['p_below_1']:.2f} "
+             f"(from {split['draws']} posterior draws). ")
+    words += ("The evidence behind it: the IVORY-FINALE counts themselves (0/28 vs 3/27, inferred [I]), the IVORY TBR difference at "
+              "day 61 (S1), and the Figueroa and BIOVASC hazard ratios on `beta_tbr` (S80, S90). ")
+    words += (f"Of the event-link parameters, {informed} are informed by the data (posterior SD below 80% of the prior's); "
+              if informed else "None of the event-link parameters is informed by the data (each posterior SD is at least 80% of the prior's); ")
+    words += (f"{prior_only} stay at their priors, so the split is only as certain as those priors." if prior_only else "")
+    diff = split["placebo"]["expected_count"]["median"] - split["il2"]["expected_count"]["median"]
+    inside = all(split[a]["predictive_count_90"][0] <= split[a]["observed"] <= split[a]["predictive_count_90"][1] for a in ("il2", "placebo"))
+    words += (f" In arms of this size the posterior expects {diff:.2f} fewer MIs on aldesleukin over two years; the observed 0 vs 3 "
+              f"{'lies inside' if inside else 'falls outside'} the two arms' 90% predictive counts.")
+    if hr["q95"] > 1.0 > hr["q05"]:
+        words += (" The interval includes 1: the posterior does not predict a clear treatment effect on MI, and the observed 0 vs 3 "
+                  "lies inside the predictive counts because the counts are small.")
+    return "\n".join(rows) + "\n\n" + words
+
+
+def _psense_table(fit, summary) -> str:
+    import warnings
+
+    from arviz_stats import psense_summary
+
+    if not {"log_prior", "log_likelihood"} <= set(fit.idata.children):
+        return ("Not available for this fit: it stores no log prior and log-likelihood per draw (it was made before "
+                "`calibrate_published` recorded them).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its advice line is about interpretation, printed below instead
+        ps = psense_summary(fit.idata)
+    atomic_write(ROOT / "fits" / "ivory-published" / "psense.csv", lambda p: ps.to_csv(p, index_label="parameter"))
+    informed = [n for n in ps.index if n in summary.index and bool(summary.loc[n, "informed"])]
+    # the parameters the data do not inform have a true likelihood sensitivity near 0: what they
+    # show is the Monte Carlo noise of these importance-resampled draws
+    floor = float(ps.loc[[n for n in ps.index if n not in informed], "likelihood"].max()) if len(informed) < len(ps) else float("nan")
+    lines = ["| parameter | prior sensitivity | likelihood sensitivity | psense_summary's diagnosis (threshold 0.05) |", "|---|---|---|---|"]
+    for name in informed:
+        r = ps.loc[name]
+        lines.append(f"| `{name}` | {r['prior']:.3f} | {r['likelihood']:.3f} | {r['diagnosis']} |")
+    note = (f"\n\nThe parameters the data inform (posterior SD below 80% of the prior's) are listed. Read the numbers against the "
+            f"noise of this estimate: the parameters the data do not inform, whose likelihood sensitivity is near 0 in truth, show up "
+            f"to {floor:.3f} here (the draws are resampled from an importance ESS of {fit.info['importance_ess']:.0f}), so a likelihood "
+            "sensitivity below that, and the 0.05 threshold of the diagnosis column, cannot be told from 0 with these draws. The prior "
+            "sensitivities of all parameters are in `fits/ivory-published/psense.csv`.")
+    return "\n".join(lines) + note
+
+
 def _approx_text(info: dict) -> str:
     if info.get("approximation") == "importance":
-        return ("k-hat is below 0.7, so the stored draws are the importance-resampled ones: corrected towards the exact "
-                "posterior.")
+        return ("k-hat is below 0.7, so the stored draws are the importance-resampled ones: draws from the exact posterior "
+                "of this likelihood, up to the importance sampling's Monte Carlo error.")
     return ("k-hat is not below 0.7, so the importance correction cannot be trusted and **the stored draws are the Laplace "
             "normal itself** (failed solves dropped): its spreads are local curvature, and tails, skew and any second mode "
             "of the exact posterior are not represented.")

@@ -35,6 +35,9 @@ def test_fit_is_complete_and_honest_about_its_method(fit):
     assert fit.info["approximation"] in ("importance", "laplace")
     if fit.info["approximation"] == "importance":  # the correction is used only when its diagnostic allows
         assert fit.info["pareto_khat"] < 0.7
+        if "importance_rounds" in fit.info:  # adaptive rounds; with them the draws' log prior and likelihood
+            assert fit.info["importance_rounds"][-1]["pareto_khat"] < 0.7
+            assert {"log_prior", "log_likelihood"} <= set(fit.idata.children)
     assert {"posterior", "prior", "sample_stats"} <= set(fit.idata.children)
     s = fit.summary
     assert {"prior_mean", "prior_sd", "mean", "sd", "q5", "q95", "informed"} <= set(s.columns)

@@ -22,7 +22,7 @@ from il2pkpd.likelihood import individual_theta, se_from_ci
 
 @pytest.fixture(scope="module")
 def cal(ivory):
-    return PublishedCalibration(ivory, n_virtual=8)
+    return PublishedCalibration(ivory, n_virtual=8, event_evidence=True)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,7 @@ def test_hazard_ratio_evidence_terms_match_scipy(ivory, cal, typical):
     pub = published().set_index("id")
     beta = float(typical[ivory.parameter_names.index("beta_tbr")])
     pred, terms = cal.predictions(typical), cal.log_likelihood_terms(typical)
+    assert set(terms) - set(PublishedCalibration(ivory, n_virtual=8).log_likelihood_terms(typical)) == {"figueroa_tertile_hr", "biovasc_suvmax_hr"}
     for hr_id, scale_id in (("figueroa_tertile_hr", "figueroa_tertile_dtbr"), ("biovasc_suvmax_hr", "suv_to_tbr")):
         hr, sc = pub.loc[hr_id], pub.loc[scale_id]
         log_hr = beta * sc.value
@@ -79,6 +80,31 @@ def test_hazard_ratio_evidence_terms_match_scipy(ivory, cal, typical):
         se_ci = (np.log(hr.upper) - np.log(hr.lower)) / (2 * stats.norm.ppf(0.975))
         cv = (sc.upper - sc.lower) / (2 * stats.norm.ppf(0.975)) / sc.value
         assert float(terms[hr_id]) == pytest.approx(stats.norm.logpdf(np.log(hr.value), log_hr, np.hypot(se_ci, log_hr * cv)), rel=1e-10)
+
+
+def test_finale_split_of_a_point_posterior_is_the_virtual_trial_by_simulate(ivory, cal, typical):
+    """finale_split at a one-draw posterior (the typical values): the expected MI counts are
+    n x (1 - mean two-year survival) and the hazard ratio is log S_il2 / log S_placebo of the
+    virtual population, here computed with simulate() (BRIEF S3/S19 arm sizes from the
+    published set)."""
+    from il2pkpd.inference.calibration import finale_split
+
+    class PointPosterior:
+        info = {"n_virtual": 8, "seed": 0}
+
+        def population_draws(self):
+            return {p.name: np.array([p.value]) for p in ivory.parameters}
+
+    split = finale_split(PointPosterior(), ivory, draws=1)
+    table = _individual_table(ivory, cal, typical)
+    kw = dict(subject_params=table, solver="rodas4", rtol=1e-6, atol=1e-9)
+    s_il2 = il2pkpd.simulate(ivory, IVORY_REGIMEN, np.array([730.5]), **kw)["surv_mi"].values[:, 0].mean()
+    s_pbo = il2pkpd.simulate(ivory, None, np.array([730.5]), **kw)["surv_mi"].values[:, 0].mean()
+    pub = published().set_index("id")
+    assert split["il2"]["expected_count"]["median"] == pytest.approx(pub.loc["finale_mi_2y_il2_count"].n * (1 - s_il2), rel=1e-4)
+    assert split["placebo"]["expected_count"]["median"] == pytest.approx(pub.loc["finale_mi_2y_placebo_count"].n * (1 - s_pbo), rel=1e-4)
+    assert split["hazard_ratio"]["median"] == pytest.approx(np.log(s_il2) / np.log(s_pbo), rel=1e-4)
+    assert split["il2"]["observed"] == 0 and split["placebo"]["observed"] == 3
 
 
 def test_model_without_the_outputs_is_refused(pk1):

@@ -13,11 +13,12 @@ PK anchors (Konrad, Piscitelli, Kirchner, the label) and the receptor Kd are NOT
 data: the model file's priors were built from them (BRIEF section 8), and using them
 again would count them twice.
 
-The TBR-to-event link is informed by data where there are data: the Figueroa 2013 tertile
-hazard ratio and the BIOVASC pooled hazard ratio per SUVmax unit enter as likelihood terms on
-``beta_tbr`` (with the inferred TBR gap and SUV-to-TBR conversion's uncertainty added to their
-variance), and the model file's prior on ``beta_tbr`` is weakly informative, so that they are
-not counted twice.
+With ``event_evidence=True`` the TBR-to-event link is informed by data: the Figueroa 2013
+tertile hazard ratio and the BIOVASC pooled hazard ratio per SUVmax unit enter as likelihood
+terms on ``beta_tbr`` (with the inferred TBR gap and SUV-to-TBR conversion's uncertainty added
+to their variance). It is off by default because the model file's prior on ``beta_tbr`` (BRIEF
+8.4) was built from those same studies: using them as data needs a prior that was not, or they
+count twice.
 
 Posterior (not NUTS: one gradient of this likelihood costs seconds): the posterior mode in the
 unconstrained space (L-BFGS with JAX gradients), a Laplace approximation there (Hessian by
@@ -89,7 +90,7 @@ class PublishedCalibration:
         the two-year follow-up is stiff).
     """
 
-    def __init__(self, model, *, n_virtual: int = 32, seed: int = 0, options: SolverOptions | None = None):
+    def __init__(self, model, *, n_virtual: int = 32, seed: int = 0, options: SolverOptions | None = None, event_evidence: bool = False):
         from .. import datasets
         from ..dosing import Records, parse_regimen
 
@@ -100,6 +101,7 @@ class PublishedCalibration:
         if model.time_unit not in ("day", "d"):
             raise ModelSpecError(f"the published calibration expects a model on a day clock, got time unit {model.time_unit!r}")
         self.model = model
+        self.event_evidence = bool(event_evidence)
         self.options = options or DEFAULT_SOLVER_OPTIONS["calibration"]
         pub = datasets.published()
         self.rows = {k: _row(pub, k) for k in (
@@ -155,6 +157,7 @@ class PublishedCalibration:
                               "100 (mean Treg fold over the last dosing interval - 1)", "no CI reported: SE = 25% of the value [I]"),
             CalibrationTarget("dilfreq_cd25_ss", "DILfrequency: CD25 on Tregs at steady state", "normal, SE 6.25 points",
                               "100 (mean CD25 fold over the last dosing interval - 1)", "no CI reported: SE = 25% of the value [I]"),
+        ] + ([] if not self.event_evidence else [
             CalibrationTarget("figueroa_tertile_hr", "Figueroa 2013: CV events, highest vs lowest aortic TBR tertile",
                               "normal on log HR, SE from the 95% CI plus the tertile gap's uncertainty",
                               "exp(beta_tbr x TBR gap between the tertiles): the model's hazard ratio for a lasting TBR difference",
@@ -163,7 +166,7 @@ class PublishedCalibration:
                               "normal on log HR, SE from the 95% CI plus the SUV-to-TBR conversion's uncertainty",
                               "exp(beta_tbr x TBR units per SUV unit)",
                               "1 SUV = 0.6 (0.5-0.7) TBR units [I]; stroke in carotid disease, not MI after ACS"),
-        ]
+        ])
 
     def predictions(self, theta_pop) -> dict:
         """The model's value of every target's summary at population parameters ``theta_pop`` (P,)."""
@@ -209,9 +212,10 @@ class PublishedCalibration:
             "dilt1d_ed10": loglik_dose_for_target(p["dilt1d_ed10"], p["dilt1d_ed10_slope"], 10.0, float(r["dilt1d_ed10_se"].value)),
             "dilfreq_treg_ss": loglik_summary(p["dilfreq_treg_ss"], float(r["dilfreq_treg_ss"].value), 0.25 * float(r["dilfreq_treg_ss"].value)),
             "dilfreq_cd25_ss": loglik_summary(p["dilfreq_cd25_ss"], float(r["dilfreq_cd25_ss"].value), 0.25 * float(r["dilfreq_cd25_ss"].value)),
+        } | ({} if not self.event_evidence else {
             "figueroa_tertile_hr": self._loglik_hazard_ratio(p["figueroa_tertile_hr"], "figueroa_tertile_hr", "figueroa_tertile_dtbr"),
             "biovasc_suvmax_hr": self._loglik_hazard_ratio(p["biovasc_suvmax_hr"], "biovasc_suvmax_hr", "suv_to_tbr"),
-        }
+        })
 
     def _loglik_hazard_ratio(self, hr_model, hr_row: str, scale_row: str):
         """A reported hazard ratio per ``scale`` TBR units (``scale`` itself uncertain): normal on
@@ -254,8 +258,15 @@ class PublishedCalibration:
 
 
 def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: int = 0, maxiter: int = 200,
-                        options: SolverOptions | None = None, progress=None, proposals: int = 600, rounds: int = 5):
+                        options: SolverOptions | None = None, progress=None, proposals: int = 600, rounds: int = 5, min_ess: float = 400.0,
+                        event_evidence: bool = False):
     """Posterior of ``model`` given the published evidence (see the module docstring).
+
+    ``proposals`` per adaptive importance round (at least 100), at most ``rounds`` rounds, which
+    go on while the Pareto k-hat is at or above 0.7 or the importance ESS below ``min_ess``
+    (:func:`_adaptive_importance`); ``draws`` equally weighted draws are resampled at the end.
+    ``event_evidence``: the hazard-ratio evidence on ``beta_tbr`` as data (see the module
+    docstring: only with a prior on ``beta_tbr`` not built from it).
 
     Returns
     -------
@@ -281,7 +292,7 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         raise OptionError(f"`rounds` must be an integer >= 1, got {rounds!r}")
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()
-    cal = PublishedCalibration(model, n_virtual=n_virtual, seed=seed, options=options)
+    cal = PublishedCalibration(model, n_virtual=n_virtual, seed=seed, options=options, event_evidence=event_evidence)
     names = [p.name for p in cal.estimated]
     k = len(names)
 
@@ -330,7 +341,8 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
             say(f"{label}: {i + len(part)}/{len(us)} proposals evaluated")
         return out
 
-    u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng, say=say)
+    u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng, say=say,
+                                                             min_ess=float(min_ess))
     n_prop = len(u_draws)
     finite = np.isfinite(log_w)
     n_failed = int(n_prop - finite.sum())
@@ -379,7 +391,7 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
                    "mixture weights) + Pareto-smoothed importance resampling" if method == "importance"
                    else "mode + Laplace (unconstrained) normal draws; importance correction failed its k-hat check"),
         "approximation": method, "proposals_failed_to_solve": n_failed, "hessian_flat_directions": n_flat,
-        "n_virtual": n_virtual, "seed": seed, "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
+        "n_virtual": n_virtual, "seed": seed, "event_evidence": bool(event_evidence), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
         "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat), "importance_ess": float(ess),
         "targets": [t.__dict__ for t in cal.targets], "predictions_at_mode": pred_map,
         "solver": {"solver": cal.options.solver, "rtol": cal.options.rtol, "atol": cal.options.atol},
@@ -401,13 +413,14 @@ def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
     return smoothed, float(khat)
 
 
-def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round: int, max_rounds: int, rng, say):
+def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round: int, max_rounds: int, rng, say, min_ess: float = 0.0):
     """Adaptive multiple importance sampling (AMIS; Cornuet et al. 2012, Scand J Stat 39:798).
 
     Round 1 draws ``n_round`` proposals from N(mean, cov) (the Laplace normal). Every draw so
     far is weighted against the equal-count mixture of every proposal so far (deterministic
     mixture weights), and PSIS (Vehtari et al. 2024, JMLR 25:72) smooths the weights and gives
-    k-hat. While k-hat >= 0.7 the next round's proposal is the normal with the weighted mean and
+    k-hat. While k-hat >= 0.7 (or the importance ESS is below ``min_ess``, while rounds remain)
+    the next round's proposal is the normal with the weighted mean and
     covariance of the pool, the covariance shrunk towards the previous proposal's by the
     importance ESS against the dimension (few effective draws cannot estimate a 35 x 35
     covariance). ``evaluate(u, label)`` gives the log target density (``-inf`` where a solve
@@ -438,7 +451,7 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
         rounds.append({"round": r + 1, "proposals": int(n_round), "pareto_khat": khat, "importance_ess": ess,
                        "failed_to_solve": int(np.sum(~np.isfinite(log_p[-1])))})
         say(f"importance round {r + 1}: Pareto k-hat {khat:.3f}, importance ESS {ess:.1f} of {len(log_w)}")
-        if khat < 0.7:
+        if khat < 0.7 and ess >= min_ess:
             break
         w = np.exp(lw)
         x = u_all[finite]
@@ -561,7 +574,7 @@ def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = No
         "dilfreq_cd25_ss": (float(r["dilfreq_cd25_ss"].value), lambda p: p["dilfreq_cd25_ss"],
                             lambda p: p["dilfreq_cd25_ss"] + rng.normal() * 0.25 * float(r["dilfreq_cd25_ss"].value), "% CD25 increase"),
     }
-    for hr_row, scale_row in (("figueroa_tertile_hr", "figueroa_tertile_dtbr"), ("biovasc_suvmax_hr", "suv_to_tbr")):
+    for hr_row, scale_row in (("figueroa_tertile_hr", "figueroa_tertile_dtbr"), ("biovasc_suvmax_hr", "suv_to_tbr")) if fit.info.get("event_evidence") else ():
         hr, sc = r[hr_row], r[scale_row]
         se_ci = se_from_ci(math.log(float(hr.lower)), math.log(float(hr.upper)))
         cv = se_from_ci(float(sc.lower), float(sc.upper)) / float(sc.value)

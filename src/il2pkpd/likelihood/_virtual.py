@@ -15,7 +15,6 @@ normal ``theta + omega z``, logit ``sigmoid(logit theta + omega z)``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -85,10 +84,7 @@ class VirtualPopulation:
             times = np.asarray(times, dtype=float)
             if times.ndim != 1 or times.size == 0 or np.any(np.diff(times) < 0):
                 raise OptionError(f"arm {name!r}: output times must be a non-empty increasing 1-D array, got {times!r}")
-            recs = [r for r in doses] + [Record(time=float(t), evid=2, row=10_000_000 + i) for i, t in enumerate(times)]
-            recs.sort(key=lambda r: r.time)
-            recs = [dataclasses.replace(r, row=i) for i, r in enumerate(recs)]
-            subjects.append(build_events(Records(recs, subject=name), model, output_rows="obs"))
+            subjects.append(build_events(Records(doses, subject=name).with_outputs(times), model, output_rows="obs"))
             self._n_times.append(times.size)
         arrays, ss, out_times, t_start = stack_events(subjects)
         rep = lambda a: np.repeat(a, self.n, axis=0)  # noqa: E731  arm-major: arm k is rows k*n ... (k+1)*n - 1
