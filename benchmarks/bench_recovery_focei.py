@@ -81,7 +81,7 @@ def main() -> None:
         fit = il2pkpd.fit(model, data, method="focei", options=options, ofv_tol=args.ofv_tol, progressbar=True)  # a line per iteration
     wall = time.perf_counter() - t0
     dvids = {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0}
-    truth = {k: v for k, v in true_values(truth_model, dvids).items() if k != "p_mi_1y" and k.removeprefix("omega_") not in args.fix_iiv_zero}
+    truth = {k: v for k, v in true_values(truth_model, dvids).items() if k != "p_mi_1y" and k not in {f"omega_{n}" for n in args.fix_iiv_zero}}
     # the OFV at the truth tells an optimiser that stopped short (OFV(truth) < OFV(estimate))
     # from a likelihood whose maximum lies elsewhere on this data set (a ridge, chance); the
     # likelihood-ratio statistic against chi2(number estimated) is a joint test of the truth
