@@ -14,11 +14,13 @@ import argparse
 from pathlib import Path
 
 import il2pkpd
-from il2pkpd.inference.calibration import finale_split, published_checks
+from il2pkpd.inference.calibration import finale_split, posterior_predictions, published_checks
 from il2pkpd.io.fits import load_fit
 from il2pkpd.io.output import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the parameters between TBR and the MI hazard (BRIEF 8.4)
+EVENT_LINK = ("beta_tbr", "k_m", "delta", "p_mi_1y", "k_weib")
 
 
 def main() -> None:
@@ -27,7 +29,8 @@ def main() -> None:
     args = ap.parse_args()
     model = il2pkpd.load_model("ivory")
     fit = load_fit(ROOT / "fits" / "ivory-published", model=model)
-    checks = published_checks(fit, model, draws=args.draws)
+    predictions = posterior_predictions(fit, model, draws=args.draws)  # solved once, read by both tables
+    checks = published_checks(fit, model, predictions=predictions)
     atomic_write(ROOT / "fits" / "ivory-published" / "checks.csv", lambda p: checks.to_csv(p, index=False))
     s = fit.summary
     lines = ["| parameter | prior mean (sd) | posterior mean (sd) | 90% interval | sd ratio | informed |", "|---|---|---|---|---|---|"]
@@ -44,8 +47,9 @@ def main() -> None:
     rounds = ["| round | proposals | Pareto k-hat (pool so far) | importance ESS | failed to solve |", "|---|---|---|---|---|"]
     for r in info.get("importance_rounds", []):
         rounds.append(f"| {r['round']} | {r['proposals']} | {r['pareto_khat']:.3f} | {r['importance_ess']:.1f} | {r['failed_to_solve']} |")
-    split = finale_split(fit, model, draws=args.draws)
-    finale = _finale_text(split, s)
+    rounds = "\n".join(rounds) if "importance_rounds" in info else "(One importance round from the Laplace normal: this fit predates the adaptive rounds.)"
+    split = finale_split(fit, model, predictions=predictions)
+    finale = _finale_text(split, s, bool(info.get("event_evidence")))
     psense = _psense_table(fit, s)
     text = (ROOT / "fits" / "README.template.md").read_text()
     text = (text.replace("{{PARAMS}}", params).replace("{{CHECKS}}", ppc)
@@ -54,13 +58,13 @@ def main() -> None:
             .replace("{{LOGP}}", f"{info['log_posterior_mode']:.2f}").replace("{{NVIRT}}", str(info["n_virtual"]))
             .replace("{{NCHECK}}", str(args.draws)).replace("{{FAILED}}", str(info.get("proposals_failed_to_solve", "?")))
             .replace("{{APPROX}}", _approx_text(info)).replace("{{PROPOSALS}}", str(info.get("proposals", info["draws"])))
-            .replace("{{ROUNDS}}", "\n".join(rounds)).replace("{{FINALE}}", finale).replace("{{PSENSE}}", psense))
+            .replace("{{ROUNDS}}", rounds).replace("{{METHOD}}", info["method"]).replace("{{FINALE}}", finale).replace("{{PSENSE}}", psense))
     atomic_write(ROOT / "fits" / "README.md", lambda p: p.write_text(text))
     print(ppc)
     print(params)
 
 
-def _finale_text(split: dict, summary) -> str:
+def _finale_text(split: dict, summary, event_evidence: bool) -> str:
     """The predicted IVORY-FINALE split, the hazard ratio and the evidence behind them, in words
     that follow the numbers (nothing here is written before the fit is known)."""
     rows = ["| arm | n | observed MI by 2 years | expected MIs: median (90%) | posterior predictive count, 90% |", "|---|---|---|---|---|"]
@@ -70,13 +74,15 @@ def _finale_text(split: dict, summary) -> str:
         rows.append(f"| {label} | {a['n']} | {a['observed']} | {e['median']:.2f} ({e['q05']:.2f} - {e['q95']:.2f}) | "
                     f"{a['predictive_count_90'][0]} - {a['predictive_count_90'][1]} |")
     hr = split["hazard_ratio"]
-    informed = [n for n in ("beta_tbr", "k_m", "delta", "p_mi_1y", "k_weib") if n in summary.index and bool(summary.loc[n, "informed"])]
-    prior_only = [n for n in ("beta_tbr", "k_m", "delta", "p_mi_1y", "k_weib") if n in summary.index and not bool(summary.loc[n, "informed"])]
+    link = [n for n in EVENT_LINK if n in summary.index]
+    informed = [n for n in link if bool(summary.loc[n, "informed"])]
+    prior_only = [n for n in link if not bool(summary.loc[n, "informed"])]
     words = (f"Two-year hazard ratio, aldesleukin vs placebo (ratio of the arms' cumulative hazards): median {hr['median']:.3f}, "
              f"90% interval {hr['q05']:.3f} - {hr['q95']:.3f}; posterior probability that it is below 1: {hr['p_below_1']:.2f} "
              f"(from {split['draws']} posterior draws). ")
     words += ("The evidence behind it: the IVORY-FINALE counts themselves (0/28 vs 3/27, inferred [I]), the IVORY TBR difference at "
-              "day 61 (S1), and the Figueroa and BIOVASC hazard ratios on `beta_tbr` (S80, S90). ")
+              "day 61 (S1)" + (", and the Figueroa and BIOVASC hazard ratios on `beta_tbr` (S80, S90). " if event_evidence else
+                               "; the TBR-to-hazard link has only its prior (BRIEF 8.4). "))
     words += (f"Of the event-link parameters, {informed} are informed by the data (posterior SD below 80% of the prior's); "
               if informed else "None of the event-link parameters is informed by the data (each posterior SD is at least 80% of the prior's); ")
     words += (f"{prior_only} stay at their priors, so the split is only as certain as those priors." if prior_only else "")

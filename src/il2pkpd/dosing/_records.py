@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -84,8 +84,7 @@ class Records(tuple):
         """
         merged = [(r.time, int(pre_dose), r) for r in self] + [(float(t), 1 - int(pre_dose), Record(time=float(t), evid=2)) for t in times]
         merged.sort(key=lambda x: (x[0], x[1]))  # stable: records at one time keep data order
-        rows = [Record(r.time, r.evid, r.amt, r.cmt, r.rate, r.ii, r.addl, r.ss, r.dvid, i) for i, (_, _, r) in enumerate(merged)]
-        return Records(rows, subject=self.subject)
+        return Records([replace(r, row=i) for i, (_, _, r) in enumerate(merged)], subject=self.subject)
 
     def validate(self, valid_cmts: Sequence[int] | None = None) -> Records:
         """Check NONMEM semantics; raise :class:`RegimenError` naming subject and row."""

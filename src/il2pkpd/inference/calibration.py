@@ -47,10 +47,13 @@ from ..solve import SolverOptions
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from .priors import from_unconstrained, prior_draws, prior_logpdf, to_unconstrained
 
-__all__ = ["CalibrationTarget", "PublishedCalibration", "calibrate_published", "published_checks", "finale_split", "IVORY_REGIMEN"]
+__all__ = ["CalibrationTarget", "PublishedCalibration", "calibrate_published", "published_checks", "finale_split", "posterior_predictions", "IVORY_REGIMEN"]
 
 IVORY_REGIMEN = "1.5 MIU sc qd x5 then 1.5 MIU sc qw x7"
 _EPS = 0.05  # relative dose step for dose-response slopes (central difference)
+#: hazard-ratio evidence on beta_tbr (``event_evidence``): reported HR row -> the row of the TBR
+#: difference it is per (uncertain, [I])
+_HR_EVIDENCE = {"figueroa_tertile_hr": "figueroa_tertile_dtbr", "biovasc_suvmax_hr": "suv_to_tbr"}
 _DAY_EOT = 61.0  # IVORY end-of-treatment PET (BRIEF 1.2: ~day 61 after the first dose)
 _YEAR2 = 730.5
 
@@ -107,7 +110,7 @@ class PublishedCalibration:
         self.rows = {k: _row(pub, k) for k in (
             "ivory_tbr0_placebo", "ivory_tbr0_sd_placebo", "ivory_tbr0_il2", "ivory_tbr0_sd_il2", "ivory_tbr_diff_index",
             "finale_mi_2y_il2_count", "finale_mi_2y_placebo_count", "lilacs_ed75", "dilt1d_ed10", "dilt1d_ed10_se",
-            "dilfreq_treg_ss", "dilfreq_cd25_ss", "figueroa_tertile_hr", "figueroa_tertile_dtbr", "biovasc_suvmax_hr", "suv_to_tbr")}
+            "dilfreq_treg_ss", "dilfreq_cd25_ss", *_HR_EVIDENCE, *_HR_EVIDENCE.values())}
         if "beta_tbr" not in model.parameter_names:
             raise ModelSpecError(f"model {model.name!r} lacks the parameter `beta_tbr` (log hazard ratio per TBR unit) needed by the published calibration")
         self._j_beta = model.parameter_names.index("beta_tbr")
@@ -189,8 +192,7 @@ class PublishedCalibration:
             "dilt1d_ed10_slope": (treg_max7["hi"] - treg_max7["lo"]) / (2 * _EPS * dil),
             "dilfreq_treg_ss": 100.0 * (jnp.mean(o["dilfreq"][:, :, j_treg]) - 1.0),
             "dilfreq_cd25_ss": 100.0 * (jnp.mean(o["dilfreq"][:, :, j_cd25]) - 1.0),
-            "figueroa_tertile_hr": jnp.exp(theta_pop[self._j_beta] * float(self.rows["figueroa_tertile_dtbr"].value)),
-            "biovasc_suvmax_hr": jnp.exp(theta_pop[self._j_beta] * float(self.rows["suv_to_tbr"].value)),
+            **{hr: jnp.exp(theta_pop[self._j_beta] * float(self.rows[per].value)) for hr, per in _HR_EVIDENCE.items()},
             "all_solves_ok": jnp.all(jnp.stack([jnp.all(v[1] == 0) for v in outs.values()])),
         }
 
@@ -212,20 +214,17 @@ class PublishedCalibration:
             "dilt1d_ed10": loglik_dose_for_target(p["dilt1d_ed10"], p["dilt1d_ed10_slope"], 10.0, float(r["dilt1d_ed10_se"].value)),
             "dilfreq_treg_ss": loglik_summary(p["dilfreq_treg_ss"], float(r["dilfreq_treg_ss"].value), 0.25 * float(r["dilfreq_treg_ss"].value)),
             "dilfreq_cd25_ss": loglik_summary(p["dilfreq_cd25_ss"], float(r["dilfreq_cd25_ss"].value), 0.25 * float(r["dilfreq_cd25_ss"].value)),
-        } | ({} if not self.event_evidence else {
-            "figueroa_tertile_hr": self._loglik_hazard_ratio(p["figueroa_tertile_hr"], "figueroa_tertile_hr", "figueroa_tertile_dtbr"),
-            "biovasc_suvmax_hr": self._loglik_hazard_ratio(p["biovasc_suvmax_hr"], "biovasc_suvmax_hr", "suv_to_tbr"),
-        })
+        } | ({hr: loglik_summary(jnp.log(p[hr]), math.log(float(r[hr].value)), self.hazard_ratio_sd(hr, jnp.log(p[hr])))
+              for hr in _HR_EVIDENCE} if self.event_evidence else {})
 
-    def _loglik_hazard_ratio(self, hr_model, hr_row: str, scale_row: str):
-        """A reported hazard ratio per ``scale`` TBR units (``scale`` itself uncertain): normal on
-        log HR with variance SE^2 (from the CI) + (log HR_model x CV of the scale)^2, the
-        delta-method variance of beta x scale."""
-        r, s = self.rows[hr_row], self.rows[scale_row]
-        log_hr = jnp.log(hr_model)
+    def hazard_ratio_sd(self, hr_row: str, log_hr_model):
+        """SD of a reported log hazard ratio per an uncertain TBR difference (``_HR_EVIDENCE``):
+        ``sqrt(SE^2 + (log HR_model x CV)^2)``, SE from the HR's 95% CI and CV that of the
+        difference (the delta-method variance of beta x difference)."""
+        r, s = self.rows[hr_row], self.rows[_HR_EVIDENCE[hr_row]]
         se_ci = se_from_ci(math.log(float(r.lower)), math.log(float(r.upper)))
-        cv_scale = se_from_ci(float(s.lower), float(s.upper)) / float(s.value)
-        return loglik_summary(log_hr, math.log(float(r.value)), jnp.sqrt(se_ci**2 + (log_hr * cv_scale) ** 2))
+        cv = se_from_ci(float(s.lower), float(s.upper)) / float(s.value)
+        return jnp.sqrt(se_ci**2 + (log_hr_model * cv) ** 2)
 
     # ------------------------------------------------------------------ the posterior
     def theta(self, u):
@@ -487,9 +486,11 @@ def _importance_resample(log_w: np.ndarray, finite: np.ndarray, rng, n_out: int 
     return kept, khat, ess, "laplace"
 
 
-def _posterior_predictions(fit, model, draws: int, n_virtual: int | None) -> tuple[PublishedCalibration, list[dict]]:
+def posterior_predictions(fit, model, *, draws: int = 100, n_virtual: int | None = None) -> tuple[PublishedCalibration, list[dict]]:
     """Every target's model value (:meth:`PublishedCalibration.predictions`) at ``draws``
-    evenly thinned posterior draws of ``fit``."""
+    evenly thinned posterior draws of ``fit``, with the calibration that computed them: what
+    :func:`published_checks` and :func:`finale_split` read (pass it as ``predictions`` to
+    both to solve once)."""
     n_virtual = n_virtual or int(fit.info.get("n_virtual", 32))
     cal = PublishedCalibration(model, n_virtual=n_virtual, seed=int(fit.info.get("seed", 0)))
     post = fit.population_draws()
@@ -507,7 +508,7 @@ def _posterior_predictions(fit, model, draws: int, n_virtual: int | None) -> tup
     return cal, preds
 
 
-def finale_split(fit, model, *, draws: int = 100, n_virtual: int | None = None) -> dict:
+def finale_split(fit, model, *, draws: int = 100, n_virtual: int | None = None, predictions=None) -> dict:
     """The posterior's IVORY-FINALE prediction: expected MI counts by two years per arm (for
     the trial's arm sizes), their posterior predictive count intervals, and the two-year
     hazard ratio IL-2 vs placebo, each as median and 90% interval over ``draws`` posterior
@@ -515,22 +516,31 @@ def finale_split(fit, model, *, draws: int = 100, n_virtual: int | None = None) 
 
     The hazard ratio is the ratio of the arms' two-year cumulative hazards of the virtual
     population, ``log S_il2 / log S_placebo`` with ``S`` each arm's mean survival (exact for
-    proportional hazards; for this model a time-averaged summary).
+    proportional hazards; for this model a time-averaged summary). ``predictions``: from
+    :func:`posterior_predictions` (else computed here).
     """
-    from scipy.stats import binom
-
-    cal, preds = _posterior_predictions(fit, model, draws, n_virtual)
+    cal, preds = predictions or posterior_predictions(fit, model, draws=draws, n_virtual=n_virtual)
     out = {"draws": len(preds)}
     for arm in ("il2", "placebo"):
         key = f"finale_mi_2y_{arm}_count"
         n = int(cal.rows[key].n)
         p = np.clip([q[key] for q in preds], 0.0, 1.0)
-        cdf = np.mean([binom.cdf(np.arange(n + 1), n, pi) for pi in p], axis=0)
         out[arm] = {"n": n, "observed": int(cal.rows[key].value), "expected_count": _median_90(n * p),
-                    "predictive_count_90": [int(np.searchsorted(cdf, 0.05)), int(np.searchsorted(cdf, 0.95))]}
+                    "predictive_count_90": _predictive_count_90(p, n)}
     hr = np.array([math.log1p(-q["finale_mi_2y_il2_count"]) / math.log1p(-q["finale_mi_2y_placebo_count"]) for q in preds])
     out["hazard_ratio"] = {**_median_90(hr), "p_below_1": float(np.mean(hr < 1.0))}
     return out
+
+
+def _predictive_count_90(probs, n: int) -> list[int]:
+    """5% and 95% quantiles of the posterior predictive count out of ``n``: the exact mixture of
+    binomials over the draws' event probabilities (no Monte Carlo noise, which with few draws
+    could move a quantile across 0)."""
+    from scipy.stats import binom
+
+    probs = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
+    cdf = np.mean([binom.cdf(np.arange(n + 1), n, q) for q in probs], axis=0)
+    return [int(np.searchsorted(cdf, 0.05)), int(np.searchsorted(cdf, 0.95))]
 
 
 def _median_90(x) -> dict:
@@ -538,7 +548,7 @@ def _median_90(x) -> dict:
     return {"median": float(np.median(x)), "q05": float(np.quantile(x, 0.05)), "q95": float(np.quantile(x, 0.95))}
 
 
-def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = None, seed: int = 0):
+def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = None, seed: int = 0, predictions=None):
     """Posterior predictive checks of a fit against the published targets (a DataFrame).
 
     For ``draws`` posterior draws (evenly thinned) the virtual population is solved and each
@@ -546,10 +556,11 @@ def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = No
     the likelihood assumes (normal with the reported SE, binomial counts, the delta-method
     response SE for dose-for-target results). Columns: target, reported, model median and
     5/95%, replicated 5/95%, ``inside`` (reported value within the replicated 90% interval).
+    ``predictions``: from :func:`posterior_predictions` (else computed here).
     """
     import pandas as pd
 
-    cal, preds = _posterior_predictions(fit, model, draws, n_virtual)
+    cal, preds = predictions or posterior_predictions(fit, model, draws=draws, n_virtual=n_virtual)
     r = cal.rows
     rng = np.random.default_rng(seed)
     lil, dil, diff = r["lilacs_ed75"], r["dilt1d_ed10"], r["ivory_tbr_diff_index"]
@@ -574,25 +585,14 @@ def published_checks(fit, model, *, draws: int = 100, n_virtual: int | None = No
         "dilfreq_cd25_ss": (float(r["dilfreq_cd25_ss"].value), lambda p: p["dilfreq_cd25_ss"],
                             lambda p: p["dilfreq_cd25_ss"] + rng.normal() * 0.25 * float(r["dilfreq_cd25_ss"].value), "% CD25 increase"),
     }
-    for hr_row, scale_row in (("figueroa_tertile_hr", "figueroa_tertile_dtbr"), ("biovasc_suvmax_hr", "suv_to_tbr")) if fit.info.get("event_evidence") else ():
-        hr, sc = r[hr_row], r[scale_row]
-        se_ci = se_from_ci(math.log(float(hr.lower)), math.log(float(hr.upper)))
-        cv = se_from_ci(float(sc.lower), float(sc.upper)) / float(sc.value)
-        spec[hr_row] = (float(hr.value), lambda p, k=hr_row: p[k],
-                        lambda p, k=hr_row, se=se_ci, cv=cv: math.exp(math.log(p[k]) + rng.normal() * math.hypot(se, math.log(p[k]) * cv)),
-                        "hazard ratio")
+    for hr in _HR_EVIDENCE if fit.info.get("event_evidence") else ():
+        spec[hr] = (float(r[hr].value), lambda p, k=hr: p[k],
+                    lambda p, k=hr: math.exp(math.log(p[k]) + rng.normal() * float(cal.hazard_ratio_sd(k, math.log(p[k])))), "hazard ratio")
     rows = []
     for target, (reported, value, replicate, unit) in spec.items():
         model_vals = np.array([value(p) for p in preds])
         if unit == "events":
-            # counts: quantiles of the exact posterior predictive mixture of binomials (no
-            # Monte Carlo noise, which with few draws could move a quantile across 0)
-            from scipy.stats import binom
-
-            n_trial = int(r[target].n)
-            probs = np.clip([p[target] for p in preds], 0.0, 1.0)
-            cdf = np.mean([binom.cdf(np.arange(n_trial + 1), n_trial, q) for q in probs], axis=0)
-            q5, q95 = float(np.searchsorted(cdf, 0.05)), float(np.searchsorted(cdf, 0.95))
+            q5, q95 = (float(c) for c in _predictive_count_90([p[target] for p in preds], int(r[target].n)))
         else:
             reps = np.array([replicate(p) for p in preds])
             q5, q95 = np.quantile(reps, [0.05, 0.95])

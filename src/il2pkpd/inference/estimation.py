@@ -198,10 +198,11 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         Most outer (L-BFGS-B) iterations.
     ofv_tol
         A stopping rule on the objective: stop once it has fallen by less than this over the
-        last :data:`STOP_WINDOW` iterations (e.g. 1e-3). The message and a warning name any
-        parameter that still moved by :data:`PARAMETER_TOL` or more on the estimation scale
-        (a flat ridge: NONMEM would report too few significant digits there). Default
-        ``None``: L-BFGS-B's own test (gradient 1e-6), which can run long on a ridge.
+        last :data:`STOP_WINDOW` iterations (e.g. 1e-3). The message names the parameters that
+        still moved by :data:`PARAMETER_TOL` or more on the estimation scale (not settled to 3
+        significant digits, NONMEM's SIGDIGITS), and a warning those that moved by more than
+        :data:`DRIFT_SE` standard errors (a flat ridge). Default ``None``: L-BFGS-B's own test
+        (gradient 1e-6), which can run long on a ridge.
     precondition
         Run L-BFGS-B in variables scaled by the start's cross-product curvature
         (:func:`_scaling`); ``False`` runs it on the estimation scale as it is.
@@ -334,7 +335,7 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
                     state["stopped"] = (f"stopping rule: the objective fell by {old_ofv - ofv:.2g} (< {ofv_tol:g}) over the last {STOP_WINDOW} "
                                         "iterations; " + (f"{unsettled} had not settled to 3 significant digits (moved by up to "
                                                           f"{moved.max():.2g} on the estimation scale, {in_se.max():.2g} standard errors)"
-                                                          if unsettled else f"every parameter settled to 3 significant digits"))
+                                                          if unsettled else "every parameter settled to 3 significant digits"))
                     state["drifting"] = [n for n, m in zip(lay.names, in_se) if m > DRIFT_SE]
                     raise StopIteration
         if callable(progress):

@@ -345,7 +345,7 @@ def make_subject_loop(rhs: Callable, n_states: int, rtol: float, atol: float, ma
             nxt = jax.tree.map(lambda buf: buf[jnp.minimum(j + 1, n_checkpoints - 1)], ckpt)
             last = (j + 1) * chunk >= n_total
             t_close = jnp.abs(s_end["t"] - nxt["t"]) <= _REPLAY_RTOL * jnp.maximum(1.0, jnp.abs(nxt["t"]))
-            y_close = jnp.all(jnp.abs(s_end["y"] - nxt["y"]) <= _REPLAY_RTOL * (atol + rtol * jnp.abs(nxt["y"])) / rtol)
+            y_close = jnp.all(jnp.abs(s_end["y"] - nxt["y"]) <= _REPLAY_RTOL * (jnp.abs(nxt["y"]) + atol / rtol))
             same = last | ((s_end["k"] == nxt["k"]) & t_close & y_close)
 
             def entry_body(e):
