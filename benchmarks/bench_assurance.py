@@ -13,8 +13,9 @@ sizes (40 ... 200), ``--trials`` virtual trials each, over 200 draws of the ship
   trial's pandas DataFrame and fits the ANCOVA by ``numpy.linalg.lstsq`` with the p-value from
   ``scipy.stats.t``.
 
-Each is run twice in this process: the first run includes compilation (the persistent cache is
-off), the second is the run time. The two assurance curves are printed side by side (they
+Each is run twice in this process (``--repeats 2``): the first run includes compilation (the
+persistent cache is off), the second is the run time; ``--repeats 1`` runs the first only (for the
+full 1,000-trial job, whose compilation is a small share). The two assurance curves are printed side by side (they
 differ by Monte Carlo error: different random numbers).
 
     IL2PKPD_NO_COMPILE_CACHE=1 .venv/bin/python benchmarks/bench_assurance.py --trials 1000
@@ -83,6 +84,8 @@ def baseline(model, trials: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, choices=(1, 2), default=2,
+                    help="2: a first run (with compilation) and a second (run time); 1: the first only")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
 
@@ -97,7 +100,7 @@ def main() -> None:
     result = {"benchmark": "assurance", "date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
               "synthetic": True, "sizes": SIZES, "trials": args.trials, "draws": DRAWS}
     for name, job in (("il2pkpd", lambda: ours(model, fit, args.trials)), ("sweep_pandas_scipy", lambda: baseline(model, args.trials))):
-        for label in ("cold", "warm"):
+        for label in ("cold", "warm")[: args.repeats]:
             t = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -105,7 +108,8 @@ def main() -> None:
             result[f"{name}_{label}_s"] = time.perf_counter() - t
             print(f"{name} {label}: {result[f'{name}_{label}_s']:.1f} s", flush=True)
         result[f"{name}_assurance"] = curve
-    result["ratio_warm"] = result["sweep_pandas_scipy_warm_s"] / result["il2pkpd_warm_s"]
+    if args.repeats == 2:
+        result["ratio_warm"] = result["sweep_pandas_scipy_warm_s"] / result["il2pkpd_warm_s"]
     result["ratio_cold"] = result["sweep_pandas_scipy_cold_s"] / result["il2pkpd_cold_s"]
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"assurance-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -812,6 +812,52 @@ def power(
     typer.echo(f"wrote {out} ({result.settings['wall_time_s']:.1f} s)")
 
 
+@app.command()
+@_handle_errors
+def claims(
+    model: Annotated[str, typer.Argument(help="Model name or .toml path; its claims are claims/<name>.toml beside the model file.")] = "ivory",
+    fit: Annotated[Optional[str], typer.Option(help="Stored fit whose posterior draws are checked too (e.g. ivory-published).")] = None,
+    draws: Annotated[int, typer.Option(min=2, help="Posterior draws used (evenly spaced).")] = 100,
+    prior: Annotated[int, typer.Option(min=0, help="Prior draws for a prior-predictive check (0: none).")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Write the full table here (.csv).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a computed verdict differs from the one the claims file records.")] = False,
+) -> None:
+    """Check the behaviours a model file's descriptions state (its claims file) by simulation."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .io.claims import check_claims, claims_path, load_claims
+    from .io.model_file import load_model
+    from .io.output import atomic_write
+
+    if out is not None:
+        _check_writable(out, "--out", (".csv",))
+    m = load_model(model)
+    path = claims_path(m, model if model.endswith(".toml") else None)
+    if not path.is_file():
+        raise DataFormatError(f"model {m.name!r} has no claims file (looked for {path})")
+    table = check_claims(m, load_claims(path, m), fit=fit, draws=draws, prior=prior)
+    modes = [k for k in ("prior", "posterior") if f"{k}_verdict" in table]
+    view = Table("claim", "expected", "typical", *[f"{k} median (90%), share inside" for k in modes], "verdicts",
+                 title=f"claims of {m.name} ({path}); typical subject, no IIV")
+    mismatch = 0
+    for cid, r in table.iterrows():
+        verdicts = [r["typical_verdict"]] + [r[f"{k}_verdict"] for k in modes]
+        recorded = [r["recorded_typical"]] + ([r["recorded_posterior"]] if "posterior" in modes else [])
+        differs = [a != b for a, b in zip(verdicts, recorded, strict=False) if b is not None and b == b]
+        mismatch += any(differs)
+        cells = [f"{_sig3(r[f'{k}_median'])} ({_sig3(r[f'{k}_q5'])}-{_sig3(r[f'{k}_q95'])}), {r[f'{k}_share_inside']:.2f}" for k in modes]
+        view.add_row(cid, f"[{_sig3(r['expect_low'])}, {_sig3(r['expect_high'])}] {r['unit']}", _sig3(r["typical_value"]), *cells,
+                     " / ".join(verdicts) + ("  (recorded: " + " / ".join(str(x) for x in recorded) + ")" if any(differs) else ""))
+    Console(width=200).print(view)
+    if out is not None:
+        atomic_write(out, lambda p: table.to_csv(p))
+        typer.echo(f"wrote {out}")
+    typer.echo(f"{len(table)} claims; {mismatch} differ from the verdicts {path.name} records")
+    if check and mismatch:
+        raise typer.Exit(1)
+
+
 def _sig3(x: float) -> str:
     """A rate to three significant digits, with thousands separators (0.0524, 12.3, 1,234)."""
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
