@@ -23,7 +23,7 @@ from .solver_options import DEFAULT_SOLVER_OPTIONS, SOLVER_NAMES
 # the library's solver defaults per use (one place: il2pkpd.solver_options)
 _SIM, _FIT, _SWEEP, _EST, _OPT = (DEFAULT_SOLVER_OPTIONS[use] for use in ("simulate", "fit", "sweep", "estimate", "optimize"))
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="il2pkpd: PK/PD of low-dose IL-2 (aldesleukin), solved with JAX.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="il2pkpd: PK/PD of low-dose IL-2 (aldesleukin), solved with JAX.")
 log = logging.getLogger("il2pkpd")
 _state = {"debug": False}
 
@@ -119,6 +119,49 @@ def _check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
         raise DataFormatError(f"`{flag}` {str(path)!r} cannot be written: {str(parent)!r} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise DataFormatError(f"`{flag}` {str(path)!r} cannot be written: no write permission in {str(parent)!r}")
+    _probe_write(parent, path, flag)
+
+
+def _probe_write(folder: Path, path: Path, flag: str) -> None:
+    """Create and remove a file in ``folder``: permission bits do not tell everything (a
+    read-only or virtual file system, such as /proc, refuses even root)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise DataFormatError(f"`{flag}` {str(path)!r} cannot be written: {exc.strerror or exc} in {str(folder)!r}") from None
+
+
+def _name_the_flag(m, items: list[tuple[str, str, str]]) -> None:
+    """Parse each flag's text as the library will, so that an error names the flag the user
+    typed: ``(flag, text, kind)`` with kind ``objective``, ``constraint``, ``space`` or
+    ``analysis``."""
+    from .design.analyses import parse_analysis
+    from .design.criteria import parse_constraint, parse_objective
+    from .design.regimen_space import parse_space
+
+    parsers = {"objective": lambda t: parse_objective(t, m), "constraint": lambda t: parse_constraint(t, m), "space": parse_space,
+               "analysis": lambda t: parse_analysis(t, m)}
+    for flag, text, kind in items:
+        try:
+            parsers[kind](text)
+        except Il2pkpdError as exc:
+            raise DataFormatError(f"`{flag}`: {exc}") from None
+
+
+def _check_folder_writable(path: Path, flag: str) -> None:
+    """Refuse an output folder that cannot be written, before any work is done: an existing
+    file of that name, a parent that is a file, or a folder that refuses a new file."""
+    if path.exists() and not path.is_dir():
+        raise DataFormatError(f"`{flag}` {str(path)!r} is a file; give a folder (it is created if missing)")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataFormatError(f"`{flag}` {str(path)!r} cannot be created: {str(parent)!r} is a file, not a folder")
+    _probe_write(parent, path, flag)
 
 
 class _CompileMeter:
@@ -549,6 +592,7 @@ def sweep(
     from .design.sweep_run import run_sweep
     from .io.entry import prepare_sweep
 
+    _check_folder_writable(out, "--out")
     overrides = {"horizon": horizon, "draws": draws, "subjects": subjects, "seed": seed, "solver": solver, "rtol": rtol, "atol": atol, "fit": fit, "prior": prior or None}
     if metrics:
         overrides["metrics"] = tuple(x.strip() for x in metrics.split(";") if x.strip())
@@ -669,6 +713,7 @@ def optimize(
             raise DataFormatError(f"`--dose-offsets` must be hours >= 0, got {dose_offsets!r}")
     options = default_options("optimize", solver=solver, rtol=rtol, atol=atol)
     m = load_model(model)
+    _name_the_flag(m, [("--objective", objective, "objective")] + [("--constraint", c, "constraint") for c in constraint or ()] + [("--space", space, "space")])
     params = None
     if fit is not None:
         params, _ = _fit_draws(fit, draws, m)
@@ -708,7 +753,7 @@ def optimize(
 @_handle_errors
 def power(
     out: Annotated[Path, typer.Option(help="Output folder (trial blocks as Parquet, manifest.json, summary.csv). Rerun to resume.")],
-    analysis: Annotated[list[str], typer.Option(help="Analysis (repeatable): ancova(OBS, DAY), ttest(OBS, DAY), change(OBS, DAY) or logrank(EVENT).")],
+    analysis: Annotated[list[str], typer.Option(help="Analysis (repeatable): ancova(OBS, DAY), ttest(OBS, DAY), change(OBS, DAY), mmrm(OBS, DAY) (every visit up to DAY) or logrank(EVENT).")],
     n: Annotated[str, typer.Option(help="Comma-separated total sample sizes, e.g. 40,60,100,200.")],
     model: Annotated[str, typer.Option(help="Model name or .toml path.")] = "ivory",
     design: Annotated[Optional[str], typer.Option(help="A published design (ivory, lilacs, dilfrequency): its arms, allocation, samples, follow-up and dropout.")] = None,
@@ -745,6 +790,7 @@ def power(
     from .io.sweep_store import SweepFolder
     from .solver_options import default_options
 
+    _check_folder_writable(out, "--out")
     try:
         sizes = [int(x) for x in _split(n)]
     except ValueError:
@@ -779,6 +825,7 @@ def power(
     trial = dataclasses.replace(trial, **changes)
     options = default_options("sweep", solver=solver, rtol=rtol, atol=atol)
     m = load_model(model)
+    _name_the_flag(m, [("--analysis", a, "analysis") for a in analysis])
     params = _fit_draws(fit, draws, m)[0] if fit is not None else None
     if fit is None and draws is not None:
         raise DataFormatError("`--draws` picks draws of --fit; without --fit the model file's typical values are one draw (power)")
@@ -797,7 +844,7 @@ def power(
                              progress=lambda done, total: bar.update(task, completed=done, total=total))
     store.write_summary(result.table)
     if target is not None:
-        found = [{"analysis": a, "comparison": c, "target": target, "n_total": v, "how": "linear interpolation between the grid's sizes"}
+        found = [{"analysis": a, "comparison": c, "target": target, "n_total": v, "how": result.sample_size_method[(a, c)]}
                  for (a, c), v in result.sample_size.items()]
         atomic_write(out / "sample_size.json", lambda p: p.write_text(json.dumps(found, indent=1)))
     quantity = result.table["quantity"].iloc[0]
@@ -808,7 +855,14 @@ def power(
                       f"{r['estimate']} {r['estimate_median']:.3g} [{r['estimate_q05']:.3g}, {r['estimate_q95']:.3g}]")
     Console(width=200).print(table)
     for (a, c), v in result.sample_size.items():
-        typer.echo(f"N for {quantity} {target:g} ({a}, {c}): " + (f"{v:.1f} (interpolated)" if v is not None else "not reached within the sizes given"))
+        how = result.sample_size_method[(a, c)]
+        if how == "interpolated":
+            text = f"{v:.1f} (interpolated between the sizes given)"
+        elif how == "at or below the smallest size":
+            text = f"<= {v:g} (the smallest size given already reaches it)"
+        else:
+            text = "not reached within the sizes given"
+        typer.echo(f"N for {quantity} {target:g} ({a}, {c}): {text}")
     typer.echo(f"wrote {out} ({result.settings['wall_time_s']:.1f} s)")
 
 

@@ -199,3 +199,26 @@ def test_default_regimen_is_the_sweeps_flag_regimen(pk):
         optimize_regimen(pk, objective="minimise total_dose", constraints=["E(cmax(cp)) >= 5"], space="dose=10..500 mg; interval=12h..24h", horizon=48.0)
     with pytest.raises(OptionError, match="dose required"):
         optimize_regimen(pk, objective="minimise total_dose", constraints=["E(cmax(cp)) >= 5"], space="dose=10..500 mg; n=1..3", horizon=48.0)
+
+
+def test_a_search_that_stops_short_is_said_to(pk, monkeypatch):
+    """When SLSQP does not report success at the final temperature (here forced: its result
+    is kept, its success flag cleared, as after "Positive directional derivative for
+    linesearch" on a flat smoothed probability), the result is the best point found, labelled
+    so (warning and ``converged`` False), never a silent optimum."""
+    import scipy.optimize
+
+    from il2pkpd.errors import Il2pkpdWarning
+
+    real = scipy.optimize.minimize
+
+    def stalled(*a, **k):
+        res = real(*a, **k)
+        res.success, res.message = False, "Positive directional derivative for linesearch"
+        return res
+
+    monkeypatch.setattr(scipy.optimize, "minimize", stalled)
+    with pytest.warns(Il2pkpdWarning, match="did not converge.*Positive directional"):
+        r = optimize_regimen(pk, objective="minimise total_dose", constraints=["E(cmax(cp)) >= 5"], space="dose=10..500",
+                             regimen="{dose} mg po", horizon=24.0)
+    assert r.candidates[0]["converged"] is False

@@ -18,6 +18,7 @@ Each within 3 Monte Carlo SEs at 2,000 trials.
 from __future__ import annotations
 
 import math
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,8 @@ from scipy import optimize, stats
 
 import il2pkpd
 from il2pkpd.design import Arm, Sample, TrialDesign
-from il2pkpd.design.analyses import ancova, logrank, ttest
-from il2pkpd.design.power import _crossing, arm_sizes, trial_power
+from il2pkpd.design.analyses import ancova, logrank, mmrm, ttest
+from il2pkpd.design.power import _crossing, _crossing_method, arm_sizes, trial_power
 from il2pkpd.errors import OptionError
 
 MODEL = Path(__file__).parent / "data" / "two_arm.toml"
@@ -96,6 +97,12 @@ def test_sample_size_for_a_target_is_read_off_the_curve(result):
     assert n80 == pytest.approx(60 + (0.8 - lo) / (hi - lo) * 140)
     assert _crossing(np.array([10, 20, 30]), np.array([0.2, 0.5, 0.9]), 0.7) == pytest.approx(25.0)  # halfway from 0.5 to 0.9
     assert _crossing(np.array([10, 20]), np.array([0.2, 0.5]), 0.9) is None
+    # and says how: a grid whose first size already reaches the target bounds N from above only
+    assert _crossing_method(np.array([10, 20, 30]), np.array([0.2, 0.5, 0.9]), 0.7) == "interpolated"
+    assert _crossing(np.array([10, 20]), np.array([0.8, 0.9]), 0.7) == 10.0
+    assert _crossing_method(np.array([10, 20]), np.array([0.8, 0.9]), 0.7) == "at or below the smallest size"
+    assert _crossing_method(np.array([10, 20]), np.array([0.2, 0.5]), 0.9) == "not reached"
+    assert result.sample_size_method[("ancova(y, 60)", "drug vs placebo")] == "interpolated"
 
 
 def test_assurance_over_a_point_mass_posterior_is_power(model, result):
@@ -171,6 +178,9 @@ def test_resume_recomputes_nothing_and_a_changed_run_is_refused(model, tmp_path)
     assert calls == [2, 3] and len(sorted((tmp_path / "power").glob("cells/*/*.parquet"))) == 3  # two blocks found, one run
     with pytest.raises(OptionError, match="different"):
         trial_power(model, DESIGN, ["ttest(y, 60)"], [40], n_trials=60, chunk_trials=20, store=store, alpha=0.1)
+    # blocks of another size would overlap the stored ones (trials counted twice): refused too
+    with pytest.raises(OptionError, match="different.*chunk_trials"):
+        trial_power(model, DESIGN, ["ttest(y, 60)"], [40], n_trials=60, chunk_trials=30, store=store)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -212,7 +222,8 @@ def test_cli_power_writes_a_resumable_folder_and_refuses_bad_input(tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     direct = trial_power(il2pkpd.load_model(MODEL), DESIGN, ["ttest(y, 60)"], [20, 40], n_trials=50)
     np.testing.assert_allclose(summary["value"], direct.table["value"])  # the CLI is the library, number for number
-    assert json.loads((out / "sample_size.json").read_text())[0]["how"].startswith("linear interpolation")
+    how = _crossing_method(summary["n_total"].to_numpy(), summary["value"].to_numpy(), 0.3)  # checked on its own above
+    assert json.loads((out / "sample_size.json").read_text())[0]["how"] == how
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and pd.read_csv(out / "summary.csv").equals(summary)
     def swap(flag, value):
@@ -220,8 +231,11 @@ def test_cli_power_writes_a_resumable_folder_and_refuses_bad_input(tmp_path):
         argv[argv.index(flag) + 1] = value
         return argv[:-1] + [str(tmp_path / "bad")]
 
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
     for argv, word in ((swap("--n", "20,x"), "--n"), (swap("--analysis", "ttest(y, 30)"), "does not sample"),
-                       (args[:-1] + [str(tmp_path / "bad"), "--design", "ivory"], "not both")):
+                       (args[:-1] + [str(tmp_path / "bad"), "--design", "ivory"], "not both"),
+                       (args[:-1] + [str(a_file)], "is a file"), (args[:-1] + [str(a_file / "sub")], "is a file, not a folder")):
         res = CliRunner().invoke(app, argv)
         assert res.exit_code == 2 and word in res.output, res.output
 
@@ -274,3 +288,70 @@ def test_accrual_censors_at_the_study_end_as_the_closed_form_says(model):
     assert abs(seen - expected) < 3 * math.sqrt(expected * (1 - expected) / e[:, 1:].size)
     with pytest.raises(Exception, match="shorter than `followup`"):
         TrialDesign("bad", two.arms, (), followup=100.0, events=("mace",), accrual=200.0)
+
+
+def _repeated_measures(rng, trials, n, drop_rate=0.0):
+    """Baseline, 3 post-baseline visits with AR(1)-like correlation, arm effects growing over
+    visits; monotone dropout completely at random (visit v missed once dropped before it)."""
+    arm = np.tile(np.repeat([0.0, 1.0], n // 2), (trials, 1))
+    y0 = rng.normal(2.0, 0.3, (trials, n))
+    corr = 0.6 ** np.abs(np.subtract.outer(np.arange(3), np.arange(3)))
+    e = rng.multivariate_normal(np.zeros(3), 0.04 * corr, (trials, n))
+    y = 0.5 + 0.7 * y0[..., None] + arm[..., None] * np.array([-0.05, -0.1, -0.15]) + e
+    drop = rng.exponential(1.0 / drop_rate, (trials, n)) if drop_rate else np.full((trials, n), np.inf)
+    y = np.where(np.arange(1, 4) < drop[..., None], y, np.nan)
+    return y0, y, arm
+
+
+def test_mmrm_with_complete_data_is_the_ancova_at_the_endpoint():
+    """Same regressors at every visit: GLS with any covariance equals OLS per visit, so
+    MMRM-lite's estimate, SE and p equal the ANCOVA's (itself checked against lstsq above)."""
+    y0, y, arm = _repeated_measures(np.random.default_rng(11), 4, 40)
+    for v in range(3):
+        got, want = mmrm(y0, y, arm, v), ancova(y0, y[..., v], arm)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-9)
+
+
+def test_mmrm_with_dropout_is_close_to_the_maximum_likelihood_mmrm():
+    """With dropout (MCAR), against the MMRM's own definition: the maximum-likelihood fit of
+    y_v ~ visit + visit:y0 + visit:arm with an unstructured covariance, by scipy.optimize on
+    the observed blocks. MMRM-lite (one GLS step) agrees to a small share of its SE; the
+    complete-case ANCOVA uses fewer subjects and has the larger SE."""
+    y0, y, arm = _repeated_measures(np.random.default_rng(12), 1, 3000, drop_rate=0.35)
+    seen = np.isfinite(y[0])
+    assert 0.2 < 1 - seen[:, 2].mean() < 0.8  # a real share missed at the endpoint
+    z = np.column_stack([np.ones(3000), y0[0], arm[0]])
+
+    def nll(theta):
+        beta = theta[:9].reshape(3, 3)
+        chol = np.zeros((3, 3))
+        chol[np.tril_indices(3)] = theta[9:]
+        chol[np.diag_indices(3)] = np.exp(np.diag(chol))
+        cov = chol @ chol.T
+        r = y[0] - z @ beta.T
+        out = 0.0
+        for k in (1, 2, 3):  # monotone patterns: the first k visits seen
+            rows = seen[:, :k].all(axis=1) & (~seen[:, k] if k < 3 else True)
+            rk = r[rows][:, :k]
+            c = cov[:k, :k]
+            out += 0.5 * (rows.sum() * np.linalg.slogdet(c)[1] + np.einsum("ni,ij,nj->", rk, np.linalg.inv(c), rk))
+        return out
+
+    start = np.concatenate([np.zeros(9), [math.log(0.2), 0, math.log(0.2), 0, 0, math.log(0.2)]])
+    ml = optimize.minimize(nll, start, method="BFGS", options={"gtol": 1e-8, "maxiter": 2000})
+    est, se, p = (float(a[0]) for a in mmrm(y0, y, arm, 2))
+    assert abs(est - ml.x[8]) < 0.1 * se
+    cc_est, cc_se, _ = ancova(y0, y[..., 2], arm)
+    assert se < float(cc_se[0])
+    assert est == pytest.approx(-0.15, abs=4 * se)
+
+
+def test_trial_power_with_dropout_misses_later_visits_and_mmrm_uses_earlier_ones(model):
+    design = TrialDesign("two-arm, visits", DESIGN.arms, (Sample("y", (0.0, 20.0, 40.0, 60.0)),), dropout_per_year=4.0)
+    r = trial_power(model, design, ["ancova(y, 60)", "mmrm(y, 60)"], [100], n_trials=200)
+    t = r.trials.pivot_table(index="trial", columns="analysis", values="se")
+    assert (t["mmrm(y, 60)"] < t["ancova(y, 60)"]).mean() > 0.9  # more subjects (and visits) inform the endpoint
+    no_drop = trial_power(model, dataclasses_replace(design, dropout_per_year=0.0), ["ancova(y, 60)", "mmrm(y, 60)"], [100], n_trials=50).trials
+    wide = no_drop.pivot_table(index="trial", columns="analysis", values="p")
+    np.testing.assert_allclose(wide["mmrm(y, 60)"], wide["ancova(y, 60)"], rtol=1e-8)  # complete data: the same test

@@ -91,3 +91,21 @@ def test_solver_defaults_of_every_command_are_the_python_defaults():
     fields = {f.name: f.default for f in dataclasses.fields(SweepDesign)}
     assert (fields["solver"], fields["rtol"], fields["atol"]) == expected("sweep")
     assert {f.name: f.default for f in dataclasses.fields(JointLoglik)}["options"] == DEFAULT_SOLVER_OPTIONS["simulate"]
+
+
+def test_help_keeps_text_in_square_brackets():
+    """Help strings are plain text: a "[default: ...]" written in one is printed, not read as
+    markup and dropped."""
+    res = run("optimize", "--help")
+    assert res.returncode == 0 and "[default: min(100, all)]" in " ".join(res.stdout.split())
+
+
+def test_output_paths_that_cannot_be_written_are_refused_before_work(tmp_path):
+    """/proc refuses new files even to root, whatever its permission bits say."""
+    res = run("optimize", "--model", "pk1_oral", "--horizon", "24", "--space", "dose=10..500 mg", "--objective", "minimise total_dose",
+              "--constraint", "E(cmax(cp)) >= 5", "--out", "/proc/il2pkpd-x.json")
+    assert res.returncode == 2 and "cannot be written" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    res = run("sweep", "--model", "pk1_oral", "--dose", "100 mg", "--horizon", "24", "--out", str(a_file))
+    assert res.returncode == 2 and "is a file" in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -10,12 +10,28 @@ effect estimate, its standard error and the two-sided p-value:
 ``ttest(treg, 4)``           two-sample t test (pooled variance) of the observation at day 4:
                              the difference of means, ``n - 2`` degrees of freedom
 ``change(treg, 4)``          the same on the change from baseline (day 0)
+``mmrm(treg, 60)``            MMRM-lite: every post-baseline visit up to day 60 of the observation
+                             the design samples, ``y_v ~ visit + visit:y0 + visit:arm`` with an unstructured
+                             covariance over visits, by feasible GLS (below); the arm's effect
+                             at day 60, Wald t test with ``n - 3`` degrees of freedom
 ``logrank(mi)``              log-rank test of an event (chi-square, 1 df) with the Cox hazard
                              ratio (Breslow partial likelihood, Newton) as the estimate; the
                              estimate and its SE are on the log scale
 ==========================  ===================================================================
 
-Times are days from the first dose, as in :class:`~il2pkpd.design.TrialDesign`.
+Times are days from the first dose, as in :class:`~il2pkpd.design.TrialDesign`. A visit a
+subject did not reach (dropout) is NaN: ANCOVA and the t tests use the subjects observed at the
+endpoint (complete cases), MMRM-lite uses every visit observed.
+
+**MMRM-lite** is a mixed model for repeated measures without its iterations: (1) OLS per visit
+on the subjects observed there; (2) the covariance between visits from those residuals, each
+entry over the subjects observed at both visits (divisor: their number minus 3), made positive
+definite if sampling noise left it not; (3) one GLS step with that covariance, each subject
+weighted by the inverse of its observed block. With complete data (1)-(3) reproduce the
+ANCOVA at the endpoint exactly (same regressors at every visit: GLS equals OLS); with dropout
+completely at random earlier visits carry information on later ones through the covariance.
+Left out, and said so: REML iterations, Kenward-Roger degrees of freedom (``n - 3`` is used),
+and missingness that depends on the outcome (MAR beyond MCAR is untested).
 """
 
 from __future__ import annotations
@@ -29,7 +45,7 @@ from scipy import stats
 
 from ..errors import OptionError
 
-__all__ = ["Analysis", "ANALYSES", "parse_analysis", "ancova", "ttest", "logrank"]
+__all__ = ["Analysis", "ANALYSES", "parse_analysis", "ancova", "ttest", "mmrm", "logrank"]
 
 _CALL = re.compile(r"^\s*([a-z]+)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:,\s*([-+0-9.eE]+)\s*)?\)\s*$")
 
@@ -53,7 +69,7 @@ class Analysis:
         """The sample days the analysis reads."""
         if self.day is None:
             return ()
-        return (0.0, self.day) if self.kind in ("ancova", "change") else (self.day,)
+        return (0.0, self.day) if self.kind in ("ancova", "change", "mmrm") else (self.day,)
 
 
 def parse_analysis(text: str, model) -> Analysis:
@@ -61,7 +77,7 @@ def parse_analysis(text: str, model) -> Analysis:
     checked against ``model``'s observations and events."""
     m = _CALL.match(str(text))
     if not m or m.group(1) not in ANALYSES:
-        raise OptionError(f"analysis {text!r} must be one of ancova(OBS, DAY), ttest(OBS, DAY), change(OBS, DAY), logrank(EVENT)")
+        raise OptionError(f"analysis {text!r} must be one of ancova(OBS, DAY), ttest(OBS, DAY), change(OBS, DAY), mmrm(OBS, DAY), logrank(EVENT)")
     kind, name, day = m.group(1), m.group(2), m.group(3)
     if kind == "logrank":
         events = [e.name for e in model.events]
@@ -79,35 +95,106 @@ def parse_analysis(text: str, model) -> Analysis:
     return Analysis(kind, name, d, f"{kind}({name}, {d:g})")
 
 
+def _observed(*ys: np.ndarray) -> np.ndarray:
+    """Subjects (T, n) observed in every array (a NaN is a visit missed after dropout)."""
+    return np.logical_and.reduce([np.isfinite(y) for y in ys])
+
+
 def ancova(y0: np.ndarray, y1: np.ndarray, arm: np.ndarray):
-    """Per trial (rows): OLS of ``y1`` on ``1, y0, arm`` (T, n each; ``arm`` 0/1).
+    """Per trial (rows): OLS of ``y1`` on ``1, y0, arm`` (T, n each; ``arm`` 0/1), over the
+    subjects observed at both times (NaN: missed).
 
     Returns the arm coefficient, its standard error and the two-sided p-value (t, n - 3 df)."""
-    x = np.stack([np.ones_like(y0), y0, arm.astype(float)], axis=-1)  # (T, n, 3)
+    w = _observed(y0, y1).astype(float)
+    y0, y1 = np.where(w > 0, y0, 0.0), np.where(w > 0, y1, 0.0)
+    x = np.stack([w, y0 * w, arm.astype(float) * w], axis=-1)  # (T, n, 3); a missed subject is a zero row
     xtx = np.einsum("tni,tnj->tij", x, x)
-    xty = np.einsum("tni,tn->ti", x, y1)
-    beta = np.linalg.solve(xtx, xty[..., None])[..., 0]
-    resid = y1 - np.einsum("tni,ti->tn", x, beta)
-    df = y0.shape[1] - 3
-    s2 = np.sum(resid**2, axis=1) / df
-    se = np.sqrt(s2 * np.linalg.inv(xtx)[:, 2, 2])
-    t = beta[:, 2] / se
-    return beta[:, 2], se, 2.0 * stats.t.sf(np.abs(t), df)
+    xty = np.einsum("tni,tn->ti", x, y1 * w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.linalg.matrix_rank(xtx) == 3
+        safe = np.where(ok[:, None, None], xtx, np.eye(3))
+        beta = np.linalg.solve(safe, xty[..., None])[..., 0]
+        resid = (y1 - np.einsum("tni,ti->tn", x, beta)) * w
+        df = w.sum(axis=1) - 3
+        s2 = np.sum(resid**2, axis=1) / df
+        se = np.sqrt(s2 * np.linalg.inv(safe)[:, 2, 2])
+        t = beta[:, 2] / se
+        p = 2.0 * stats.t.sf(np.abs(t), df)
+    bad = ~ok | (df < 1)
+    return np.where(bad, np.nan, beta[:, 2]), np.where(bad, np.nan, se), np.where(bad, np.nan, p)
 
 
 def ttest(y: np.ndarray, arm: np.ndarray):
-    """Per trial: pooled-variance two-sample t test of ``y`` (T, n) between ``arm`` 1 and 0.
+    """Per trial: pooled-variance two-sample t test of ``y`` (T, n) between ``arm`` 1 and 0,
+    over the subjects observed (NaN: missed).
 
     Returns the difference of means (1 - 0), its SE and the two-sided p-value (n - 2 df)."""
-    a = arm.astype(bool)
-    n1, n0 = a.sum(axis=1), (~a).sum(axis=1)
-    m1 = np.where(a, y, 0.0).sum(axis=1) / n1
-    m0 = np.where(~a, y, 0.0).sum(axis=1) / n0
-    ss = np.where(a, (y - m1[:, None]) ** 2, (y - m0[:, None]) ** 2).sum(axis=1)
-    df = n1 + n0 - 2
-    se = np.sqrt(ss / df * (1.0 / n1 + 1.0 / n0))
-    d = m1 - m0
-    return d, se, 2.0 * stats.t.sf(np.abs(d / se), df)
+    seen = _observed(y)
+    a, c = arm.astype(bool) & seen, ~arm.astype(bool) & seen
+    y = np.where(seen, y, 0.0)
+    n1, n0 = a.sum(axis=1), c.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m1 = np.where(a, y, 0.0).sum(axis=1) / n1
+        m0 = np.where(c, y, 0.0).sum(axis=1) / n0
+        ss = np.where(a, (y - m1[:, None]) ** 2, 0.0).sum(axis=1) + np.where(c, (y - m0[:, None]) ** 2, 0.0).sum(axis=1)
+        df = n1 + n0 - 2
+        se = np.sqrt(ss / df * (1.0 / n1 + 1.0 / n0))
+        d = m1 - m0
+        p = 2.0 * stats.t.sf(np.abs(d / se), df)
+    bad = (n1 < 1) | (n0 < 1) | (df < 1)
+    return np.where(bad, np.nan, d), np.where(bad, np.nan, se), np.where(bad, np.nan, p)
+
+
+def mmrm(y0: np.ndarray, y: np.ndarray, arm: np.ndarray, visit: int):
+    """Per trial: MMRM-lite (module docstring) of the post-baseline visits ``y`` (T, n, V; NaN
+    where missed) on ``visit + visit:y0 + visit:arm``, baseline ``y0`` (T, n).
+
+    Returns the arm effect at visit index ``visit``, its model-based SE and the two-sided
+    p-value (t, n - 3 df, n the subjects observed at baseline)."""
+    t_, n, v = y.shape
+    base = np.isfinite(y0)
+    seen = np.isfinite(y) & base[..., None]  # (T, n, V)
+    w = seen.astype(float)
+    z = np.stack([base.astype(float), np.where(base, y0, 0.0), arm.astype(float) * base], axis=-1)  # (T, n, 3)
+    yv = np.where(seen, y, 0.0)
+    # (1) OLS per visit over the subjects seen there: beta (T, V, 3)
+    zz = np.einsum("tnv,tni,tnj->tvij", w, z, z)
+    zy = np.einsum("tnv,tni,tnv->tvi", w, z, yv)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        full = np.linalg.matrix_rank(zz) == 3  # (T, V)
+        beta = np.linalg.solve(np.where(full[..., None, None], zz, np.eye(3)), zy[..., None])[..., 0]
+        r = (yv - np.einsum("tni,tvi->tnv", z, beta)) * w
+        # (2) covariance between visits over the subjects seen at both (divisor: their number - 3)
+        pairs = np.einsum("tnv,tnu->tvu", w, w)
+        cov = np.einsum("tnv,tnu->tvu", r, r) / (pairs - 3)
+    ok = full.all(axis=1) & (pairs.min(axis=(1, 2)) > 3)
+    cov = np.where(ok[:, None, None], cov, np.eye(v))
+    evals, evecs = np.linalg.eigh(cov)
+    floor = 1e-8 * np.maximum(evals[:, -1:], 1e-300)
+    cov = np.einsum("tij,tj,tkj->tik", evecs, np.maximum(evals, floor), evecs)  # positive definite
+    # (3) GLS: each subject weighted by the inverse of its observed block (zeros elsewhere)
+    wi = np.zeros((t_, n, v, v))
+    for pattern in np.unique(seen.reshape(-1, v), axis=0):
+        idx = np.flatnonzero(pattern)
+        if idx.size == 0:
+            continue
+        at = np.all(seen == pattern, axis=-1)  # (T, n)
+        inv = np.linalg.inv(cov[:, idx[:, None], idx[None, :]])  # (T, k, k)
+        block = np.zeros((t_, v, v))
+        block[:, idx[:, None], idx[None, :]] = inv
+        wi = np.where(at[..., None, None], block[:, None], wi)
+    # X_i = I_V (x) z_i^T, so X_i^T W_i X_i = W_i (x) z_i z_i^T and X_i^T W_i y_i = (W_i y_i) (x) z_i
+    a = np.einsum("tnvu,tni,tnj->tviuj", wi, z, z).reshape(t_, 3 * v, 3 * v)
+    b = np.einsum("tnvu,tnu,tni->tvi", wi, yv, z).reshape(t_, 3 * v)
+    a = np.where(ok[:, None, None], a, np.eye(3 * v))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coef = np.linalg.solve(a, b[..., None])[..., 0]
+        k = 3 * visit + 2  # the arm's coefficient at the endpoint visit
+        se = np.sqrt(np.linalg.inv(a)[:, k, k])
+        df = base.sum(axis=1) - 3
+        p = 2.0 * stats.t.sf(np.abs(coef[:, k] / se), df)
+    bad = ~ok | (df < 1)
+    return np.where(bad, np.nan, coef[:, k]), np.where(bad, np.nan, se), np.where(bad, np.nan, p)
 
 
 def logrank(time: np.ndarray, event: np.ndarray, arm: np.ndarray):
@@ -170,4 +257,4 @@ def _cox(dt, d1, at_risk, at_risk1, first, iterations: int = 30):
 
 
 #: analysis kind -> the function of the trial data it runs (one table; :func:`parse_analysis` reads it)
-ANALYSES = {"ancova": ancova, "ttest": ttest, "change": ttest, "logrank": logrank}
+ANALYSES = {"ancova": ancova, "ttest": ttest, "change": ttest, "mmrm": mmrm, "logrank": logrank}

@@ -80,7 +80,9 @@ class RegimenOptimum:
         Whether every constraint holds exactly at the optimum.
     candidates
         The best point of every discrete combination (its regimen, exact objective,
-        feasibility and the optimiser's record: iterations, evaluations, message).
+        feasibility and the optimiser's record: iterations, evaluations, message, and
+        ``converged``: whether SLSQP reported success at the final temperature; a warning
+        says so when the chosen combination's did not).
     failed
         Solves that failed at the optimum (their rows are left out of the quantities).
     settings
@@ -349,7 +351,7 @@ def optimize_regimen(model, params=None, *, objective: str, constraints: Sequenc
     m = len(space_.continuous)
     candidates = []
     for ci, s in enumerate(structures):
-        record = {"choice": s.choice, "iterations": 0, "evaluations": 0, "messages": []}
+        record = {"choice": s.choice, "iterations": 0, "evaluations": 0, "messages": [], "converged": True}
         z_best = np.full(m, 0.5)
         if m:
             z_best = _scan(problem, ci, obj, cons, scan, seed)
@@ -382,7 +384,7 @@ def optimize_regimen(model, params=None, *, objective: str, constraints: Sequenc
                 "rtol": options.rtol, "atol": options.atol, "combinations": len(structures), "continuous": list(space_.continuous),
                 "wall_time_s": time.perf_counter() - t_start}
     cand_out = [{"regimen": c["regimen"], **c["choice"], **{n: float(v) for n, v in zip(space_.continuous, c["x"])},
-                 "objective": c["objective"], "feasible": c["feasible"], "failed": c["failed"],
+                 "objective": c["objective"], "feasible": c["feasible"], "failed": c["failed"], "converged": c["record"]["converged"],
                  "iterations": c["record"]["iterations"], "evaluations": c["record"]["evaluations"],
                  "message": "; ".join(c["record"]["messages"]) or "no continuous variable: evaluated"} for c in candidates]
     if best is None:
@@ -391,6 +393,11 @@ def optimize_regimen(model, params=None, *, objective: str, constraints: Sequenc
     if best["failed"]:
         warnings.warn(f"{best['failed']} of {theta.shape[0]} solves failed at the optimum; their rows are left out of every quantity",
                       Il2pkpdWarning, stacklevel=2)
+    if not best["record"]["converged"]:
+        warnings.warn(f"the search of the best combination ({best['regimen']}) did not converge at the final temperature "
+                      f"({best['record']['messages'][-1]}): the regimen is the best point found, not a verified optimum "
+                      "(a smoothed probability that is flat at 0 or 1 gives no gradient: try a larger temperature, more draws or "
+                      "another starting scan)", Il2pkpdWarning, stacklevel=2)
     values = dict(best["choice"]) | {n: format_number(v) + space_.variables[n].unit for n, v in zip(space_.continuous, best["x"])}
     con_out = []
     for k, c in enumerate(cons):
@@ -467,6 +474,7 @@ def _slsqp(problem: _Problem, ci: int, obj: Objective, cons: list[Constraint], z
                        method="SLSQP", bounds=[(0.0, 1.0)] * len(z0), constraints=slsqp_cons, options={"maxiter": max_iter, "ftol": max(1e-10, problem.rtol)})  # no finer than the values
     record["iterations"] += int(res.nit)
     record["messages"].append(f"T={temp:g}: {res.message}")
+    record["converged"] = bool(res.success)  # the last (coldest) step decides
     return np.clip(res.x, 0.0, 1.0) if np.all(np.isfinite(res.x)) else z0
 
 

@@ -23,7 +23,9 @@ Event follow-up (days from each subject's first dose): the design's ``followup``
 ``accrual`` > 0, subjects enter uniformly over that many days and the trial stops
 ``followup`` days after the first entry, so a subject entering on day ``u`` is censored at
 ``followup - u`` (administrative censoring), on top of exponential dropout at
-``dropout_per_year``. Event times are drawn by inverting the model's
+``dropout_per_year``. A subject's dropout time (its own stream, ``(seed, 3, k)``) also ends
+its visits: an observation sampled after it is missed (NaN), which the analyses handle as
+:mod:`~il2pkpd.design.analyses` says. Event times are drawn by inverting the model's
 cumulative hazard on a ``grid_step``-day grid (linear between grid points), as in
 :func:`~il2pkpd.design.simulate_trial`.
 """
@@ -71,6 +73,7 @@ class PowerSpec:
     grid_step: float
     solver: dict
     population_hash: str
+    chunk_trials: int = 0  # trials per stored block: a folder's blocks are only resumed in the same size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,8 +104,11 @@ class PowerResult:
         significant.
     sample_size
         ``{(analysis, comparison): N}``: the total sample size at which the curve reaches
-        ``target`` (linear interpolation between grid sizes; ``None`` if it does not within the
-        grid), when a target was given.
+        ``target`` (linear interpolation between grid sizes; the smallest size when that
+        already reaches it; ``None`` if it does not within the grid), when a target was given.
+    sample_size_method
+        ``{(analysis, comparison): how}``: ``interpolated``, ``at or below the smallest size``
+        (the true N may be smaller than the grid reaches) or ``not reached``.
     settings
         Trials, draws, seed, alpha, the arms' sizes per N, wall time.
     """
@@ -111,6 +117,7 @@ class PowerResult:
     trials: object
     sample_size: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    sample_size_method: dict = field(default_factory=dict)
 
 
 def arm_sizes(design: TrialDesign, n_total: int) -> list[int]:
@@ -134,7 +141,10 @@ class _TrialSimulator:
         self.theta_pop, self.omegas = theta_pop, omegas
         obs = {o.name: o for o in model.observations}
         names = list(model.symbolic.output_names)
-        self.obs_days = sorted({(a.name, d) for a in analyses if not a.is_event for d in a.days})
+        # MMRM-lite reads every visit the design samples of its observation, not only its endpoint
+        every_visit = {(s.observation, float(t)) for a in analyses if a.kind == "mmrm" for s in design.samples if s.observation == a.name
+                       for t in s.times if t <= a.day}
+        self.obs_days = sorted({(a.name, d) for a in analyses if not a.is_event for d in a.days} | every_visit)
         days = sorted({d for _, d in self.obs_days})
         self.events = sorted({a.name for a in analyses if a.is_event})
         self.grid = np.arange(0.0, design.followup + grid_step / 2, grid_step) if self.events else np.zeros(0)
@@ -176,9 +186,14 @@ class _TrialSimulator:
         data: dict = {"ok": status == 0, "obs": {}, "event": {}}
         rngs = [np.random.default_rng([self.seed, 2, int(k)]) for k in trials]
         eps = np.stack([r.standard_normal((len(self.obs_days), s_total)) for r in rngs], axis=1)  # (days, T, S)
+        # one dropout time per subject (days), for its visits and its events alike
+        rate = self.design.dropout_per_year / 365.25
+        t_drop = (np.stack([np.random.default_rng([self.seed, 3, int(k)]).exponential(1.0 / rate, s_total) for k in trials])
+                  if rate > 0 else np.full((len(trials), s_total), np.inf))
         for j, (name, day) in enumerate(self.obs_days):
             col, ti = self.obs_cols[(name, day)]
-            data["obs"][(name, day)] = with_residual_error(self.obs_error[name], outs[:, :, ti, col], eps[j])
+            y = with_residual_error(self.obs_error[name], outs[:, :, ti, col], eps[j])
+            data["obs"][(name, day)] = np.where(day < t_drop, y, np.nan) if day > 0 else y  # a visit after dropout is missed
         if self.events:
             u = np.stack([r.uniform(size=(len(self.events), 3, s_total)) for r in rngs], axis=1)  # (events, T, 3, S)
             for j, e in enumerate(self.events):
@@ -186,8 +201,6 @@ class _TrialSimulator:
                 cumhaz = np.maximum.accumulate(-np.log(np.maximum(surv, 1e-300)), axis=-1)
                 cumhaz = cumhaz - cumhaz[..., :1]
                 t_event = _invert(self.grid, cumhaz, -np.log(u[j, :, 0]))
-                rate = self.design.dropout_per_year / 365.25
-                t_drop = -np.log(u[j, :, 1]) / rate if rate > 0 else np.full(t_event.shape, np.inf)
                 t_end = self.design.followup - u[j, :, 2] * self.design.accrual  # entry on day U(0, accrual); the trial stops at followup
                 time_ = np.minimum(np.minimum(t_event, t_drop), t_end)
                 data["event"][e] = (time_, (t_event <= np.minimum(t_drop, t_end)).astype(float))
@@ -218,6 +231,10 @@ def _analyse(analysis: Analysis, data: dict, take: np.ndarray, arm: np.ndarray):
         est, se, p = fn(t, e, arm2)
     elif analysis.kind == "ancova":
         est, se, p = fn(data["obs"][(analysis.name, 0.0)][:, take], data["obs"][(analysis.name, analysis.day)][:, take], arm2)
+    elif analysis.kind == "mmrm":
+        days = sorted(d for (name, d) in data["obs"] if name == analysis.name and d > 0)
+        y = np.stack([data["obs"][(analysis.name, d)][:, take] for d in days], axis=-1)
+        est, se, p = fn(data["obs"][(analysis.name, 0.0)][:, take], y, arm2, days.index(analysis.day))
     elif analysis.kind == "change":
         y = data["obs"][(analysis.name, analysis.day)][:, take] - data["obs"][(analysis.name, 0.0)][:, take]
         est, se, p = fn(y, arm2)
@@ -321,7 +338,7 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
     chunk = int(chunk_trials or max(1, min(n_trials, 4096 // sum(n_max))))
     blocks = [(a, min(a + chunk, n_trials)) for a in range(0, n_trials, chunk)]
     spec = PowerSpec(_design_dict(design), tuple(a.text for a in parsed), tuple(sizes), int(n_trials), float(alpha), int(seed), float(grid_step),
-                     asdict(options), hashlib.sha256(json.dumps(theta_pop.tolist() + om.tolist()).encode()).hexdigest())
+                     asdict(options), hashlib.sha256(json.dumps(theta_pop.tolist() + om.tolist()).encode()).hexdigest(), chunk)
     mhash = model_hash(model)
     if store is not None:
         store.claim(spec, spec.fingerprint(mhash), mhash, spec.population_hash)
@@ -353,6 +370,8 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
     if target is not None:
         result.sample_size = {key: _crossing(g["n_total"].to_numpy(), g["value"].to_numpy(), target)
                               for key, g in summary.groupby(["analysis", "comparison"], sort=False)}
+        result.sample_size_method = {key: _crossing_method(g["n_total"].to_numpy(), g["value"].to_numpy(), target)
+                                     for key, g in summary.groupby(["analysis", "comparison"], sort=False)}
     return result
 
 
@@ -431,6 +450,17 @@ def _crossing(n: np.ndarray, value: np.ndarray, target: float) -> float | None:
     if i == 0:
         return float(n[0])
     return float(n[i - 1] + (target - value[i - 1]) / (value[i] - value[i - 1]) * (n[i] - n[i - 1]))
+
+
+def _crossing_method(n: np.ndarray, value: np.ndarray, target: float) -> str:
+    """How :func:`_crossing` found its N: ``interpolated`` between two grid sizes, ``at or
+    below the smallest size`` (the grid's first size already reaches the target: the true N
+    may be smaller) or ``not reached`` within the grid."""
+    order = np.argsort(n)
+    hit = np.flatnonzero(value[order] >= target)
+    if hit.size == 0:
+        return "not reached"
+    return "at or below the smallest size" if hit[0] == 0 else "interpolated"
 
 
 def _design_dict(design: TrialDesign) -> dict:

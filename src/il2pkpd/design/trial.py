@@ -69,7 +69,8 @@ class TrialDesign:
     events
         Event names (the model's ``[events]``) followed up.
     dropout_per_year
-        Exponential dropout hazard (per year) for the event follow-up.
+        Exponential dropout hazard (per year): a subject's dropout time ends its event
+        follow-up (censored) and its visits (those after it are missed).
     accrual
         Days over which subjects enter (uniformly). The trial then stops ``followup`` days
         after the first entry, so a subject entering on day ``u`` is followed for
@@ -187,11 +188,15 @@ def simulate_trial(design: TrialDesign, model, params: dict | None = None, seed:
             for c in model.covariates:
                 base[c.label or c.name.upper()] = float(ds[c.name].values[k])
             recs = []
+            # one dropout time per subject: it ends the visits after it and the event follow-up
+            t_drop = rng.exponential(365.25 / design.dropout_per_year) if design.dropout_per_year > 0 else np.inf
             for d in doses:
                 recs.append((d.time, 0, {**base, "TIME": d.time, "EVID": 1, "AMT": d.amt, "CMT": d.cmt, "RATE": d.rate, "DVID": 0, "MDV": 1}))
             for s in design.samples:
                 o = obs_by_name[s.observation]
                 for t in s.times:
+                    if t > 0 and t >= t_drop:
+                        continue  # a visit after dropout is missed
                     j = int(np.searchsorted(times_days, t))
                     recs.append((t * days_to_model, -1, {
                         **base, "TIME": t * days_to_model, "EVID": 0, "AMT": 0.0, "CMT": 0, "RATE": 0.0, "DVID": o.dvid, "MDV": 0,
@@ -200,7 +205,6 @@ def simulate_trial(design: TrialDesign, model, params: dict | None = None, seed:
             for e in design.events:
                 h = ds[f"cumhaz_{e}"].values[k]
                 t_event = _draw_event_time(times_days, h, rng)
-                t_drop = rng.exponential(365.25 / design.dropout_per_year) if design.dropout_per_year > 0 else np.inf
                 # entry on day u ~ U(0, accrual): the trial stops followup days after the first entry
                 t_admin = design.followup - rng.uniform(0.0, design.accrual) if design.accrual > 0 else design.followup
                 t_end = min(t_event, t_drop, t_admin)

@@ -54,6 +54,12 @@ class SweepFolder:
         """
         manifest = _manifest(design, fingerprint, model_hash, fit_hash)
         path = self.path / "manifest.json"
+        if self.path.exists() and not self.path.is_dir():
+            raise OptionError(f"output folder {str(self.path)!r} is a file; give a folder (it is created if missing)")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OptionError(f"output folder {str(self.path)!r} cannot be created: {exc.strerror or exc}") from None
         if path.is_file():
             old = json.loads(path.read_text())
             if old.get("fingerprint") != manifest["fingerprint"]:
