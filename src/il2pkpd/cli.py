@@ -897,7 +897,7 @@ def claims(
     mismatch = 0
     for cid, r in table.iterrows():
         verdicts = [r["typical_verdict"]] + [r[f"{k}_verdict"] for k in modes]
-        recorded = [r["recorded_typical"]] + ([r["recorded_posterior"]] if "posterior" in modes else [])
+        recorded = [r["recorded_typical"]] + [r[f"recorded_{k}"] for k in modes]
         differs = [a != b for a, b in zip(verdicts, recorded, strict=False) if b is not None and b == b]
         mismatch += any(differs)
         cells = [f"{_sig3(r[f'{k}_median'])} ({_sig3(r[f'{k}_q5'])}-{_sig3(r[f'{k}_q95'])}), {r[f'{k}_share_inside']:.2f}" for k in modes]

@@ -18,7 +18,8 @@ Parameter descriptions and source notes in a model file state behaviours of the 
     horizon = 1.0                            # simulated time, model units (un-windowed metrics use all of it)
     dense_step = 0.0035                      # output step through dosing + 14 days (default 1)
     typical = "holds"                        # the verdict at the model file's values
-    posterior = "holds"                      # the verdict at the shipped posterior
+    prior = "holds"                          # ... over prior draws (optional)
+    posterior = "holds"                      # ... at the shipped posterior (optional)
     note = "..."                             # what was done where the claim fails
 
 ``check`` is arithmetic (``+ - * / **``, ``log exp sqrt abs min max``) over metric calls of the
@@ -54,7 +55,7 @@ VERDICTS = ("holds", "uncertain", "contradicted")
 HOLDS_SHARE = 0.5
 #: and is contradicted when fewer than one draw in ten does (a 90% posterior interval misses it)
 CONTRADICTED_SHARE = 0.1
-_KEYS = {"id", "about", "says", "source", "arms", "check", "unit", "expect", "horizon", "dense_step", "typical", "posterior", "note"}
+_KEYS = {"id", "about", "says", "source", "arms", "check", "unit", "expect", "horizon", "dense_step", "typical", "prior", "posterior", "note"}
 _REQUIRED = ("id", "about", "says", "arms", "check", "expect", "horizon", "typical")
 #: functions a check may call, besides metrics (NumPy, element-wise over draws)
 _FUNCTIONS = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "min": np.minimum, "max": np.maximum}
@@ -88,6 +89,7 @@ class Claim:
     posterior: str | None
     note: str
     metrics: tuple[tuple[str, str], ...]  # (arm key, normalised metric name) the check reads
+    prior: str | None = None  # the recorded verdict over prior draws (a prior-predictive check)
 
     def value(self, lookup) -> np.ndarray:
         """The check's value; ``lookup(arm_key, metric_name)`` gives that metric's values."""
@@ -177,7 +179,7 @@ def load_claims(path: str | Path, model) -> list[Claim]:
         dense = float(e.get("dense_step", 1.0))
         if not (horizon > 0 and dense > 0):
             raise ModelSpecError(f"{where}: `horizon` and `dense_step` must be > 0 (model time units), got {horizon!r}, {dense!r}")
-        for key, allowed in (("typical", ("holds", "contradicted")), ("posterior", VERDICTS)):
+        for key, allowed in (("typical", ("holds", "contradicted")), ("prior", VERDICTS), ("posterior", VERDICTS)):
             if key in e and e[key] not in allowed:
                 raise ModelSpecError(f"{where}: `{key}` must be one of {allowed}, got {e[key]!r}")
         try:
@@ -202,7 +204,7 @@ def load_claims(path: str | Path, model) -> list[Claim]:
             raise ModelSpecError(f"{where}: `check` reads no metric")
         claim = Claim(str(e["id"]), str(e["about"]), str(e["says"]), str(e.get("source", "")), tuple(arms), str(e["check"]),
                       str(e.get("unit", "1")), (lo, hi), horizon, dense, e["typical"], e.get("posterior"), str(e.get("note", "")),
-                      tuple(dict.fromkeys(metrics)))
+                      tuple(dict.fromkeys(metrics)), e.get("prior"))
         try:
             with np.errstate(all="ignore"):  # every node is allowed (the dummy values themselves mean nothing)
                 claim.value(lambda arm, name: np.ones(1))
@@ -327,6 +329,7 @@ def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, d
                         f"{mode}_share_inside": float(np.mean((v[ok] >= lo) & (v[ok] <= hi))) if ok.any() else math.nan,
                         f"{mode}_verdict": c.verdict(v[ok]) if ok.sum() > 1 else "not computed"})
         row["recorded_typical"] = c.typical
+        row["recorded_prior"] = c.prior
         row["recorded_posterior"] = c.posterior
         row["note"] = c.note
         out.append(row)

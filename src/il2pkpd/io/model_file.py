@@ -54,14 +54,52 @@ def load_model(name_or_path: str | Path | Model) -> Model:
     if isinstance(name_or_path, Model):
         return name_or_path
     path = _resolve(name_or_path)
+    data, text = _read(path)
+    base = data.get("model", {}).get("extends") if isinstance(data.get("model"), dict) else None
+    if base is not None:
+        data = _extend(path, data, [path.resolve()])
+    return build_model(data, source_file=str(path), source_text=text)
+
+
+#: tables a variant adds to or overrides in the model it extends, entry by entry
+_MERGED = ("constants", "covariates", "parameters", "states", "odes", "outputs", "observations", "events")
+
+
+def _read(path: Path) -> tuple[dict, str]:
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is not TOML
     except UnicodeDecodeError as exc:
         raise ModelSpecError(f"{path}: a model file must be UTF-8 text; byte {exc.start}: {exc.reason}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ModelSpecError(f"{path}: not valid TOML: {' '.join(str(exc).split())}") from None
     except RecursionError:  # tomllib recurses on nested arrays and inline tables
         raise ModelSpecError(f"{path}: not valid TOML for a model: arrays or inline tables nested too deeply") from None
-    return build_model(data, source_file=str(path), source_text=text)
+
+
+def _extend(path: Path, data: dict, seen: list[Path]) -> dict:
+    """A variant (``[model] extends = "ivory"``) as one model: the base file's tables with the
+    variant's entries added, or replacing the base's entry of the same name (new states come
+    after the base's). The base is looked for beside the variant, then by name."""
+    name = data["model"]["extends"]
+    if not isinstance(name, str) or not name:
+        raise ModelSpecError(f"{path}: [model] `extends` must name a model file, got {name!r}")
+    beside = path.parent / f"{name}.toml"
+    base_path = beside if beside.is_file() else _resolve(name)
+    if base_path.resolve() in seen:
+        raise ModelSpecError(f"{path}: [model] `extends` = {name!r} makes a cycle ({' -> '.join(p.name for p in seen)} -> {base_path.name})")
+    base, _ = _read(base_path)
+    if isinstance(base.get("model"), dict) and "extends" in base["model"]:
+        base = _extend(base_path, base, seen + [base_path.resolve()])
+    unknown = sorted(set(data) - set(_MERGED) - {"model"})
+    if unknown:
+        raise ModelSpecError(f"{path}: unknown sections {unknown} (a model file has [model] and {list(_MERGED)})")
+    merged = {"model": {k: v for k, v in {**base.get("model", {}), **data["model"]}.items() if k != "extends"}}
+    for section in _MERGED:
+        b, v = base.get(section, {}), data.get(section, {})
+        if not isinstance(v, dict):
+            raise ModelSpecError(f"{path}: [{section}] must be a table, got {type(v).__name__}")
+        if b or v:
+            merged[section] = {**b, **v}
+    return merged

@@ -58,7 +58,7 @@ ERROR_MODELS: dict[str, tuple[str, ...]] = {
 }
 _RESERVED = {"t", "time", "pi", "E", "I", "inf", "nan"} | set(FUNCTIONS)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SOURCE = re.compile(r"^S\d{1,3}$")
+_SOURCE = re.compile(r"^[SL]\d{1,3}$")  # BRIEF ids S1..S112; L1.. are docs/sources.md (this project's)
 
 
 @dataclass(frozen=True)
@@ -595,11 +595,11 @@ def _source(t: Mapping, w: str) -> str:
     if isinstance(src, list):
         src = ", ".join(str(s) for s in src)
     if not isinstance(src, str):
-        raise ModelSpecError(f"{w}: `source` must be a BRIEF source id such as 'S35', got {src!r}")
+        raise ModelSpecError(f"{w}: `source` must be a BRIEF source id such as 'S35' (or L1.. of docs/sources.md), got {src!r}")
     for part in filter(None, (s.strip() for s in src.split(","))):
         if not _SOURCE.match(part) and part not in ("I", "conformance", "NONMEM"):
             raise ModelSpecError(
-                f"{w}: `source` entries must be BRIEF source ids (S1..S112), 'I' (inferred) or "
+                f"{w}: `source` entries must be BRIEF source ids (S1..S112), docs/sources.md ids (L1..), 'I' (inferred) or "
                 f"'conformance', got {part!r}"
             )
     return src
