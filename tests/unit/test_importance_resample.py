@@ -106,3 +106,33 @@ def test_rounds_go_on_until_the_importance_ess_reaches_min_ess():
                                            rng=np.random.default_rng(1), say=lambda m: None, min_ess=400)
     assert rounds[0]["pareto_khat"] < 0.7 and rounds[0]["importance_ess"] < 400
     assert len(rounds) >= 2 and rounds[-1]["importance_ess"] >= 400
+
+
+def test_student_t_proposals_cover_a_heavy_tailed_target_that_normal_ones_do_not():
+    """A multivariate t(4) target (closed-form covariance 2 I). A normal proposal of half that
+    covariance has lighter tails than the target: its importance weights have infinite
+    variance and k-hat fails (0.76 here); a t(4) proposal of the same covariance passes it
+    (its tails are the target's). A t(4) proposal of the target's covariance is the target:
+    equal weights, and the pool's SDs are the closed-form sqrt(df / (df - 2)) = sqrt(2)."""
+    from il2pkpd.inference.calibration import _adaptive_importance, _psis
+
+    target = stats.multivariate_t(np.zeros(3), np.eye(3), df=4)
+
+    def run(cov, df):
+        return _adaptive_importance(lambda u, label: target.logpdf(u), np.zeros(3), cov, df=df, n_round=3000, max_rounds=1,
+                                    rng=np.random.default_rng(7), say=lambda m: None)
+
+    assert run(np.eye(3), None)[3][0]["pareto_khat"] >= 0.7 > run(np.eye(3), 4.0)[3][0]["pareto_khat"]
+    u, _, log_w, rounds = run(2.0 * np.eye(3), 4.0)
+    assert rounds[0]["importance_ess"] == pytest.approx(3000)
+    lw, _ = _psis(log_w)
+    np.testing.assert_allclose(np.sqrt(np.exp(lw) @ u**2), np.sqrt(2.0), rtol=0.1)
+
+
+def test_confirm_asks_for_passing_rounds_in_a_row():
+    from il2pkpd.inference.calibration import _adaptive_importance
+
+    target = stats.multivariate_normal(np.zeros(3), np.eye(3))
+    _, _, _, rounds = _adaptive_importance(lambda u, label: target.logpdf(u), np.zeros(3), np.eye(3), n_round=500, max_rounds=4,
+                                           rng=np.random.default_rng(0), say=lambda m: None, confirm=2)
+    assert len(rounds) == 2 and all(r["pareto_khat"] < 0.7 for r in rounds)

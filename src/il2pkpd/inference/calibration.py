@@ -258,14 +258,17 @@ class PublishedCalibration:
 
 def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: int = 0, maxiter: int = 200,
                         options: SolverOptions | None = None, progress=None, proposals: int = 600, rounds: int = 5, min_ess: float = 400.0,
-                        event_evidence: bool = False):
+                        event_evidence: bool = False, proposal_df: float | None = None, inflate: float = 1.0, confirm: int = 1):
     """Posterior of ``model`` given the published evidence (see the module docstring).
 
     ``proposals`` per adaptive importance round (at least 100), at most ``rounds`` rounds, which
     go on while the Pareto k-hat is at or above 0.7 or the importance ESS below ``min_ess``
     (:func:`_adaptive_importance`); ``draws`` equally weighted draws are resampled at the end.
     ``event_evidence``: the hazard-ratio evidence on ``beta_tbr`` as data (see the module
-    docstring: only with a prior on ``beta_tbr`` not built from it).
+    docstring: only with a prior on ``beta_tbr`` not built from it). ``proposal_df``: Student-t
+    proposals of that many degrees of freedom (> 2) instead of normal ones; ``inflate``: a
+    factor on the proposals' standard deviations (>= 1); ``confirm``: passing rounds in a row
+    needed to stop.
 
     Returns
     -------
@@ -289,6 +292,10 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         raise OptionError(f"`proposals` must be an integer >= 100, got {proposals!r}")
     if int(rounds) != rounds or rounds < 1:
         raise OptionError(f"`rounds` must be an integer >= 1, got {rounds!r}")
+    if proposal_df is not None and not (math.isfinite(proposal_df) and proposal_df > 2):
+        raise OptionError(f"`proposal_df` must be > 2 (a finite covariance), got {proposal_df!r}")
+    if not (math.isfinite(inflate) and inflate >= 1):
+        raise OptionError(f"`inflate` must be >= 1, got {inflate!r}")
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()
     cal = PublishedCalibration(model, n_virtual=n_virtual, seed=seed, options=options, event_evidence=event_evidence)
@@ -341,7 +348,7 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         return out
 
     u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng, say=say,
-                                                             min_ess=float(min_ess))
+                                                             min_ess=float(min_ess), df=proposal_df, inflate=float(inflate), confirm=int(confirm))
     n_prop = len(u_draws)
     finite = np.isfinite(log_w)
     n_failed = int(n_prop - finite.sum())
@@ -386,11 +393,14 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     pred_map = {kk: float(vv) for kk, vv in cal.predictions(theta_map).items()}
     info = {
         "il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data": "il2pkpd.datasets.published()",
-        "method": ("mode + Laplace (unconstrained) + adaptive multiple importance sampling (Gaussian proposals, deterministic "
+        "method": ("mode + Laplace (unconstrained) + adaptive multiple importance sampling ("
+                   + ("Gaussian" if proposal_df is None else f"Student-t (df {proposal_df:g})") + " proposals"
+                   + (f", standard deviations x{inflate:g}" if inflate != 1 else "") + ", deterministic "
                    "mixture weights) + Pareto-smoothed importance resampling" if method == "importance"
                    else "mode + Laplace (unconstrained) normal draws; importance correction failed its k-hat check"),
         "approximation": method, "proposals_failed_to_solve": n_failed, "hessian_flat_directions": n_flat,
-        "n_virtual": n_virtual, "seed": seed, "event_evidence": bool(event_evidence), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
+        "n_virtual": n_virtual, "seed": seed, "event_evidence": bool(event_evidence), "proposal_df": proposal_df, "inflate": float(inflate),
+        "confirm_rounds": int(confirm), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
         "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat), "importance_ess": float(ess),
         "targets": [t.__dict__ for t in cal.targets], "predictions_at_mode": pred_map,
         "solver": {"solver": cal.options.solver, "rtol": cal.options.rtol, "atol": cal.options.atol},
@@ -412,7 +422,19 @@ def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
     return smoothed, float(khat)
 
 
-def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round: int, max_rounds: int, rng, say, min_ess: float = 0.0):
+def _proposal(mean: np.ndarray, cov: np.ndarray, df: float | None, inflate: float):
+    """A frozen proposal with covariance ``inflate^2 cov``: normal, or multivariate Student t
+    with ``df`` > 2 degrees of freedom (shape scaled by (df - 2) / df, heavier tails)."""
+    from scipy.stats import multivariate_normal, multivariate_t
+
+    c = inflate**2 * cov
+    if df is None:
+        return multivariate_normal(mean=mean, cov=c, allow_singular=True)
+    return multivariate_t(loc=mean, shape=c * (df - 2) / df, df=df, allow_singular=True)
+
+
+def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round: int, max_rounds: int, rng, say, min_ess: float = 0.0,
+                         df: float | None = None, inflate: float = 1.0, confirm: int = 1):
     """Adaptive multiple importance sampling (AMIS; Cornuet et al. 2012, Scand J Stat 39:798).
 
     Round 1 draws ``n_round`` proposals from N(mean, cov) (the Laplace normal). Every draw so
@@ -423,17 +445,22 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
     covariance of the pool, the covariance shrunk towards the previous proposal's by the
     importance ESS against the dimension (few effective draws cannot estimate a 35 x 35
     covariance). ``evaluate(u, label)`` gives the log target density (``-inf`` where a solve
-    fails: those draws get no weight).
+    fails: those draws get no weight). With ``df`` the proposals are multivariate Student t
+    of that many degrees of freedom and the same covariance (heavier tails: a region the
+    normal proposals never reached is what made their k-hat jump in a later round on IVORY);
+    ``inflate`` scales every proposal's standard deviations. ``confirm``: rounds in a row that
+    must pass before stopping (with 2, a pool that passes is probed by one more round drawn
+    from its own refit: on IVORY a passing round was once overturned by the next).
 
     Returns (all draws, their log target density, their log importance weight, a record per round).
     """
     from scipy.special import logsumexp
-    from scipy.stats import multivariate_normal
 
     k = len(mean)
     proposals, draws, log_p, rounds = [], [], [], []
+    passed = 0  # consecutive rounds that passed
     for r in range(max_rounds):
-        q = multivariate_normal(mean=mean, cov=cov, allow_singular=True)
+        q = _proposal(mean, cov, df, inflate)
         u = np.atleast_2d(q.rvs(size=n_round, random_state=rng))
         proposals.append(q)
         draws.append(u)
@@ -450,7 +477,8 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
         rounds.append({"round": r + 1, "proposals": int(n_round), "pareto_khat": khat, "importance_ess": ess,
                        "failed_to_solve": int(np.sum(~np.isfinite(log_p[-1])))})
         say(f"importance round {r + 1}: Pareto k-hat {khat:.3f}, importance ESS {ess:.1f} of {len(log_w)}")
-        if khat < 0.7 and ess >= min_ess:
+        passed = passed + 1 if (khat < 0.7 and ess >= min_ess) else 0
+        if passed >= confirm:
             break
         w = np.exp(lw)
         x = u_all[finite]
