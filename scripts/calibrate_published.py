@@ -47,6 +47,10 @@ def main() -> None:
         print(f"error: the importance correction failed its check (Pareto k-hat {fit.info['pareto_khat']}): not written to {args.out}; "
               "rerun with more --proposals or --rounds, or --allow-approximation", file=sys.stderr)
         sys.exit(1)
+    if not fit.info["confirmed"] and not args.allow_approximation:
+        print(f"error: k-hat and ESS did not pass in {args.confirm} rounds in a row (rounds: "
+              f"{[(r['pareto_khat'], r['importance_ess']) for r in fit.info['importance_rounds']]}): not written to {args.out}", file=sys.stderr)
+        sys.exit(1)
     folder = write_fit(fit, args.out)
     print(fit.summary.to_string())
     print({k: fit.info[k] for k in ("log_posterior_mode", "pareto_khat", "importance_ess", "importance_rounds", "wall_time_s")})

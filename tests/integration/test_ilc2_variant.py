@@ -64,13 +64,23 @@ def test_claims_hold_as_recorded_at_the_values_and_over_prior_draws(variant):
         r = check_claims(variant, load_claims(claims_path(variant), variant), prior=100)
     assert (r["typical_verdict"] == r["recorded_typical"]).all(), r[["typical_value", "typical_verdict", "recorded_typical"]]
     assert (r["prior_verdict"] == r["recorded_prior"]).all(), r[["prior_median", "prior_share_inside", "prior_verdict", "recorded_prior"]]
+    assert (r["prior_undefined"] == 0).all() and (r["prior_draws"] == 100).all()
 
 
 def test_extends_adds_and_overrides_and_refuses_what_it_cannot_do(tmp_path):
-    (tmp_path / "base.toml").write_text((il2pkpd.io.model_file._resolve("pk1_oral")).read_text())
+    from il2pkpd.io.model_file import _resolve
+
+    (tmp_path / "base.toml").write_text(_resolve("pk1_oral").read_text())
     (tmp_path / "v.toml").write_text('[model]\nextends = "base"\nname = "v"\n\n[parameters.cl]\nvalue = 3.0\nunit = "L/h"\nlower = 0.0\n')
     v = il2pkpd.load_model(tmp_path / "v.toml")
-    assert v.name == "v" and v.parameter("cl").value == 3.0 and v.parameter("v").value == il2pkpd.load_model("pk1_oral").parameter("v").value
+    base = il2pkpd.load_model("pk1_oral")
+    assert v.name == "v" and v.parameter("cl").value == 3.0 and v.parameter("v").value == base.parameter("v").value
+    # the redefined entry keeps what it does not say: prior, IIV, label, bounds
+    for key in ("prior", "iiv", "label", "lower", "unit"):
+        assert getattr(v.parameter("cl"), key) == getattr(base.parameter("cl"), key), key
+    (tmp_path / "same.toml").write_text('[model]\nextends = "base"\n')
+    with pytest.raises(ModelSpecError, match="own.*name"):
+        il2pkpd.load_model(tmp_path / "same.toml")
     (tmp_path / "a.toml").write_text('[model]\nextends = "b"\nname = "a"\n')
     (tmp_path / "b.toml").write_text('[model]\nextends = "a"\nname = "b"\n')
     with pytest.raises(ModelSpecError, match="cycle"):

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 import il2pkpd
-from il2pkpd.errors import ModelSpecError
+from il2pkpd.errors import ModelSpecError, OptionError
 from il2pkpd.inference.priors import beta_shape
 from il2pkpd.io.claims import check_claims, claims_path, load_claims
 
@@ -49,7 +49,11 @@ def test_verdicts_at_the_model_files_values_are_the_recorded_ones(results):
 
 
 def test_verdicts_at_the_shipped_posterior_are_the_recorded_ones(results):
-    assert (results["posterior_draws"] == 100).all(), "a claim failed to solve at some posterior draws"
+    assert (results["posterior_draws"] == 100).all()
+    undefined = results["posterior_undefined"]
+    # an undefined draw counts as not inside; only the Treg return half-life may have some
+    # (its log needs Tregs above baseline at days 40 and 60) and none may fail to solve
+    assert (undefined[undefined.index != "kout-t-return-half-life"] == 0).all(), undefined[undefined > 0]
     bad = results[results["posterior_verdict"] != results["recorded_posterior"]]
     cols = ["posterior_q5", "posterior_median", "posterior_q95", "posterior_share_inside", "posterior_verdict", "recorded_posterior"]
     assert bad.empty, bad[cols].to_string()
@@ -89,6 +93,7 @@ def test_a_broken_claim_is_refused_naming_it(model, tmp_path):
         (good.replace('check = "sc.cmax(conc)"', 'check = "sc.cmax(concentration)"', 1), "sc-cmax.*concentration"),
         (good.replace('check = "sc.cmax(conc)"', 'check = "sc.at(conc, 5)"', 1), "sc-cmax.*beyond the claim's horizon"),
         (good.replace('check = "sc.cmax(conc)"', 'check = "__import__(1)"', 1), "sc-cmax"),
+        (good.replace('check = "sc.cmax(conc)"', 'check = "min(sc.cmax(conc), 1, 2)"', 1), "sc-cmax.*takes 2 argument"),
         (good.replace('typical = "holds"', 'typical = "fine"', 1), "sc-cmax.*typical"),
         (good.replace('expect = [10.0, 50.0]', 'expect = [50.0, 10.0]', 1), "sc-cmax.*low < high"),
         (good.replace('arms = { sc = "1.5 MIU sc once" }', 'arms = { sc = { regimen = "1.5 MIU sc once", params = { kz = 1 } } }', 1), "sc-cmax.*kz"),
@@ -99,6 +104,13 @@ def test_a_broken_claim_is_refused_naming_it(model, tmp_path):
         path.write_text(text)
         with pytest.raises(ModelSpecError, match=match):
             load_claims(path, model)
+
+
+def test_a_model_changed_after_loading_is_refused(model, claims):
+    """The sweeps simulate the model file; a Model changed in Python would be checked against
+    claims it does not obey, silently: refused instead."""
+    with pytest.raises(OptionError, match="differs from it"):
+        check_claims(model.with_values(kprol=2.0), claims)
 
 
 def test_cli_checks_the_claims_and_refuses_a_model_without_any(tmp_path):

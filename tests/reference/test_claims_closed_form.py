@@ -75,3 +75,6 @@ def test_verdict_over_draws_is_the_share_inside_the_range():
     assert c.verdict(np.concatenate([inside[:9], np.full(91, 2.0)])) == "contradicted"
     assert c.verdict(np.concatenate([inside[:10], np.full(90, 2.0)])) == "uncertain"
     assert c.verdict(np.array([1.0])) == "holds" and c.verdict(np.array([1.5])) == "contradicted"
+    # not a number (a failed solve, an undefined check) is never a verdict on the claim itself
+    assert c.verdict(np.array([np.nan])) == "undefined"
+    assert c.verdict(np.concatenate([inside[:49], np.full(51, np.nan)])) == "uncertain"  # undefined draws are not inside

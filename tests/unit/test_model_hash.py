@@ -37,3 +37,10 @@ def test_model_hash_ignores_descriptions_and_sources_but_not_labels_or_priors():
     for change in ({"label": "KAX"}, {"prior": {"dist": "lognormal", "median": 9.0, "sigma": 0.5}}, {"value": params[1].value * 1.01}):
         changed = m.replace(parameters=tuple(replace(p, **change) if p.name == params[1].name else p for p in params))
         assert model_hash(changed) != model_hash(m), change
+
+
+def test_model_hash_covers_the_drug():
+    """The drug sets dose conversions (IU <-> mg <-> nmol): a model for another drug computes
+    other numbers from the same regimen text."""
+    m = il2pkpd.load_model("ivory")
+    assert model_hash(m.replace(drug=None)) != model_hash(m)

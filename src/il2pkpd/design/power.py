@@ -13,9 +13,11 @@ independent), and the sample size reaching a target is read off the curve by lin
 interpolation between the grid's sizes (labelled so).
 
 Random numbers follow the sweep's scheme: trial ``k``'s random effects come from
-``(seed, trial k, subject)`` (:func:`~il2pkpd.design.sweep.random_effects`) and its residual
-errors, event times, dropout and enrolment times from a NumPy stream seeded by ``(seed,
-k)``, so a trial is the same whatever chunk computes it. Sample sizes are nested: the trial
+``(seed, trial k, subject)`` (:func:`~il2pkpd.design.sweep.random_effects`), its event and
+enrolment times from a NumPy stream seeded by ``(seed, 2, k)``, its dropout times from
+``(seed, 3, k)`` and the residual error of each observation and day from its own stream
+``(seed, 4, k, observation, day)``, so a trial is the same whatever chunk computes it and
+whichever other analyses the run holds. Sample sizes are nested: the trial
 of ``N`` subjects takes the first ``n_arm(N)`` subjects of each arm of the largest one
 (common random numbers along the curve, which makes it smooth and monotone in expectation).
 
@@ -37,6 +39,7 @@ import hashlib
 import json
 import math
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -185,7 +188,10 @@ class _TrialSimulator:
         outs, status = (np.asarray(a) for a in self._run(jnp.asarray(self.theta_pop[draw_of]), jnp.asarray(z)))
         data: dict = {"ok": status == 0, "obs": {}, "event": {}}
         rngs = [np.random.default_rng([self.seed, 2, int(k)]) for k in trials]
-        eps = np.stack([r.standard_normal((len(self.obs_days), s_total)) for r in rngs], axis=1)  # (days, T, S)
+        # residual errors: one stream per (trial, observation, day), so that the noise of one
+        # visit does not depend on which other visits the run's analyses read
+        eps = np.stack([np.stack([np.random.default_rng([self.seed, 4, int(k), zlib.crc32(name.encode()), int(round(day * 1e6))]).standard_normal(s_total)
+                                  for k in trials]) for name, day in self.obs_days])  # (days, T, S)
         # one dropout time per subject (days), for its visits and its events alike
         rate = self.design.dropout_per_year / 365.25
         t_drop = (np.stack([np.random.default_rng([self.seed, 3, int(k)]).exponential(1.0 / rate, s_total) for k in trials])
@@ -232,7 +238,7 @@ def _analyse(analysis: Analysis, data: dict, take: np.ndarray, arm: np.ndarray):
     elif analysis.kind == "ancova":
         est, se, p = fn(data["obs"][(analysis.name, 0.0)][:, take], data["obs"][(analysis.name, analysis.day)][:, take], arm2)
     elif analysis.kind == "mmrm":
-        days = sorted(d for (name, d) in data["obs"] if name == analysis.name and d > 0)
+        days = sorted(d for (name, d) in data["obs"] if name == analysis.name and 0 < d <= analysis.day)  # not visits other analyses added
         y = np.stack([data["obs"][(analysis.name, d)][:, take] for d in days], axis=-1)
         est, se, p = fn(data["obs"][(analysis.name, 0.0)][:, take], y, arm2, days.index(analysis.day))
     elif analysis.kind == "change":

@@ -296,6 +296,8 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         raise OptionError(f"`proposal_df` must be > 2 (a finite covariance), got {proposal_df!r}")
     if not (math.isfinite(inflate) and inflate >= 1):
         raise OptionError(f"`inflate` must be >= 1, got {inflate!r}")
+    if int(confirm) != confirm or not 1 <= confirm <= rounds:
+        raise OptionError(f"`confirm` must be an integer from 1 to `rounds` ({rounds}), got {confirm!r}")
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()
     cal = PublishedCalibration(model, n_virtual=n_virtual, seed=seed, options=options, event_evidence=event_evidence)
@@ -353,11 +355,14 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     finite = np.isfinite(log_w)
     n_failed = int(n_prop - finite.sum())
     idx, khat, ess, method = _importance_resample(log_w, finite, rng, n_out=int(draws))
+    # what the first round drew from: the fallback's draws are that, and are labelled so
+    first_proposal = ("Laplace normal" if proposal_df is None else f"Student t (df {proposal_df:g}) with the Laplace covariance") + (
+        f", standard deviations x{inflate:g}" if inflate != 1 else "")
     if method == "laplace":
         warnings.warn(
             f"published calibration: importance sampling could not correct the Laplace approximation in {len(rounds_info)} "
             f"adaptive rounds (Pareto k-hat {khat:.2f}, needs < 0.7; importance ESS {ess:.1f}); the draws are the first "
-            f"round's Laplace normal around the mode ({n_failed} of {n_prop} proposals that failed to solve dropped): "
+            f"round's proposal ({first_proposal}) around the mode ({n_failed} of {n_prop} proposals that failed to solve dropped): "
             "an approximation, not the posterior", Il2pkpdWarning, stacklevel=2)
         first = np.flatnonzero(finite[: rounds_info[0]["proposals"]])
         idx = first[:int(draws)]
@@ -397,10 +402,11 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
                    + ("Gaussian" if proposal_df is None else f"Student-t (df {proposal_df:g})") + " proposals"
                    + (f", standard deviations x{inflate:g}" if inflate != 1 else "") + ", deterministic "
                    "mixture weights) + Pareto-smoothed importance resampling" if method == "importance"
-                   else "mode + Laplace (unconstrained) normal draws; importance correction failed its k-hat check"),
+                   else f"mode + Laplace (unconstrained): draws of the first proposal ({first_proposal}); importance correction failed its k-hat check"),
         "approximation": method, "proposals_failed_to_solve": n_failed, "hessian_flat_directions": n_flat,
         "n_virtual": n_virtual, "seed": seed, "event_evidence": bool(event_evidence), "proposal_df": proposal_df, "inflate": float(inflate),
-        "confirm_rounds": int(confirm), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
+        "confirm_rounds": int(confirm),
+        "confirmed": bool(len(rounds_info) >= confirm and all(r["pareto_khat"] < 0.7 and r["importance_ess"] >= min_ess for r in rounds_info[-int(confirm):])), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
         "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat), "importance_ess": float(ess),
         "targets": [t.__dict__ for t in cal.targets], "predictions_at_mode": pred_map,
         "solver": {"solver": cal.options.solver, "rtol": cal.options.rtol, "atol": cal.options.atol},

@@ -28,10 +28,11 @@ sweep's language (:mod:`il2pkpd.design.metrics`) prefixed with an arm, ``arm.KIN
 inter-individual variability) of each population draw: the model file's values (``typical``),
 draws of its priors (``prior``, a prior-predictive check) or of a stored fit (``posterior``).
 
-Verdicts. At typical values a claim **holds** when its value lies inside ``expect`` and is
-**contradicted** otherwise. Over draws the share of draws inside ``expect`` decides: **holds**
-when at least half are (the median is inside), **contradicted** when fewer than one in ten are
-(the draws' 90% interval lies outside), **uncertain** between. The recorded verdicts in the file are what the test suite asserts, so a
+Verdicts. At typical values a claim **holds** when its value lies inside ``expect``, is
+**contradicted** when it lies outside and **undefined** when it is not a number (a failed solve,
+or a check undefined there). Over draws the share of all draws with a value inside ``expect``
+decides (an undefined draw is not inside, and is counted): **holds** when at least half are,
+**contradicted** when fewer than one in ten are, **uncertain** between. The recorded verdicts in the file are what the test suite asserts, so a
 model or posterior change that flips one fails a test until the file (claim, note or model) is
 mended.
 """
@@ -51,14 +52,16 @@ from ..errors import ModelSpecError, OptionError
 __all__ = ["Arm", "Claim", "claims_path", "load_claims", "check_claims", "VERDICTS"]
 
 VERDICTS = ("holds", "uncertain", "contradicted")
-#: over draws, a claim holds when at least half the draws lie inside its range (the median does)
+#: over draws, a claim holds when at least half the draws lie inside its range
 HOLDS_SHARE = 0.5
-#: and is contradicted when fewer than one draw in ten does (a 90% posterior interval misses it)
+#: and is contradicted when fewer than one draw in ten do
 CONTRADICTED_SHARE = 0.1
 _KEYS = {"id", "about", "says", "source", "arms", "check", "unit", "expect", "horizon", "dense_step", "typical", "prior", "posterior", "note"}
 _REQUIRED = ("id", "about", "says", "arms", "check", "expect", "horizon", "typical")
 #: functions a check may call, besides metrics (NumPy, element-wise over draws)
 _FUNCTIONS = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "min": np.minimum, "max": np.maximum}
+#: how many arguments each takes (NumPy ufuncs read a third as the output array: never pass one)
+_ARITY = {"log": 1, "exp": 1, "sqrt": 1, "abs": 1, "min": 2, "max": 2}
 _OPERATORS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
 
 
@@ -96,14 +99,17 @@ class Claim:
         return _evaluate(ast.parse(self.check, mode="eval").body, lookup, self)
 
     def verdict(self, values: np.ndarray) -> str:
-        """``holds`` or ``contradicted`` for one value; over draws, by the share inside
-        ``expect``: ``holds`` from :data:`HOLDS_SHARE`, ``contradicted`` below
-        :data:`CONTRADICTED_SHARE`, ``uncertain`` between."""
+        """For one value: ``holds`` inside ``expect``, ``contradicted`` outside, ``undefined``
+        when it is not a number (a failed solve, or a check undefined there, such as the log
+        of a negative excess). Over draws, by the share of all draws with a value inside
+        ``expect`` (an undefined draw counts as not inside): ``holds`` from
+        :data:`HOLDS_SHARE`, ``contradicted`` below :data:`CONTRADICTED_SHARE`, ``uncertain``
+        between."""
         lo, hi = self.expect
         v = np.asarray(values, dtype=float).ravel()
-        inside = (v >= lo) & (v <= hi)
+        inside = np.isfinite(v) & (v >= lo) & (v <= hi)
         if v.size == 1:
-            return "holds" if inside[0] else "contradicted"
+            return "undefined" if not np.isfinite(v[0]) else "holds" if inside[0] else "contradicted"
         share = float(np.mean(inside))
         return "holds" if share >= HOLDS_SHARE else "contradicted" if share < CONTRADICTED_SHARE else "uncertain"
 
@@ -227,6 +233,8 @@ def _evaluate(node, lookup, claim):
         name = next(n for k, n in claim.metrics if k == node.func.value.id and _same_metric(n, text))
         return lookup(node.func.value.id, name)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords:
+        if len(node.args) != _ARITY[node.func.id]:
+            raise ModelSpecError(f"`check`: {node.func.id}() takes {_ARITY[node.func.id]} argument(s), got {len(node.args)} in {ast.unparse(node)!r}")
         return _FUNCTIONS[node.func.id](*(_evaluate(a, lookup, claim) for a in node.args))
     raise ModelSpecError(f"`check` may use numbers, + - * / **, {sorted(_FUNCTIONS)} and arm.METRIC(...) calls, not {ast.unparse(node)!r}")
 
@@ -242,7 +250,7 @@ def _same_metric(name: str, text: str) -> bool:
 
 
 def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, draws: int = 100, prior: int = 0, seed: int = 0,
-                 rtol: float = 1e-6, atol: float = 1e-9):
+                 rtol: float = 1e-6, atol: float = 1e-9, model_file: str | Path | None = None):
     """Evaluate ``claims`` at the model file's values and, when asked, over prior or posterior draws.
 
     Parameters
@@ -262,6 +270,9 @@ def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, d
     rtol, atol
         Solver tolerances (Rodas4; tighter than a sweep's default because some claims read
         slopes of concentrations).
+    model_file
+        The file ``model`` was loaded from, when not the one its name resolves to. The sweeps
+        simulate that file: a ``model`` that differs from it (changed in Python) is refused.
 
     Returns
     -------
@@ -277,6 +288,13 @@ def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, d
     from ..design.sweep_design import SweepDesign
     from .entry import sweep
 
+    from ..model import model_hash
+    from .model_file import load_model
+
+    source = str(model_file) if model_file is not None else model.name
+    if model_hash(load_model(source)) != model_hash(model):
+        raise OptionError(f"check_claims simulates the model file {source!r}, and `model` differs from it (changed after loading?): "
+                          "write the changed model to a file and pass `model_file`")
     modes = [("typical", None, False, 1)]
     if prior:
         modes.append(("prior", None, True, int(prior)))
@@ -295,7 +313,7 @@ def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, d
     for (params, horizon, dense), g in groups.items():
         regimens = tuple((label, reg) for reg, label in g["regimens"].items())
         for mode, fit_name, use_prior, n in modes:
-            design = SweepDesign(model.name, regimens, metrics=tuple(g["metrics"]), horizon=horizon, params=tuple((k, (v,)) for k, v in params),
+            design = SweepDesign(source, regimens, metrics=tuple(g["metrics"]), horizon=horizon, params=tuple((k, (v,)) for k, v in params),
                                  fit=fit_name, prior=use_prior, draws=n, seed=seed, dense_step=dense, grid_step=min(7.0, horizon),
                                  solver="rodas4", rtol=rtol, atol=atol)
             table = sweep(design).table
@@ -325,9 +343,9 @@ def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, d
             ok = np.isfinite(v)
             lo, hi = c.expect
             q = np.quantile(v[ok], [0.05, 0.5, 0.95]) if ok.any() else [math.nan] * 3
-            row.update({f"{mode}_q5": q[0], f"{mode}_median": q[1], f"{mode}_q95": q[2], f"{mode}_draws": int(ok.sum()),
-                        f"{mode}_share_inside": float(np.mean((v[ok] >= lo) & (v[ok] <= hi))) if ok.any() else math.nan,
-                        f"{mode}_verdict": c.verdict(v[ok]) if ok.sum() > 1 else "not computed"})
+            row.update({f"{mode}_q5": q[0], f"{mode}_median": q[1], f"{mode}_q95": q[2], f"{mode}_draws": int(v.size),
+                        f"{mode}_undefined": int((~ok).sum()), f"{mode}_share_inside": float(np.mean(ok & (v >= lo) & (v <= hi))),
+                        f"{mode}_verdict": c.verdict(v)})
         row["recorded_typical"] = c.typical
         row["recorded_prior"] = c.prior
         row["recorded_posterior"] = c.posterior

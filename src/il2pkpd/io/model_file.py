@@ -80,8 +80,9 @@ def _read(path: Path) -> tuple[dict, str]:
 
 def _extend(path: Path, data: dict, seen: list[Path]) -> dict:
     """A variant (``[model] extends = "ivory"``) as one model: the base file's tables with the
-    variant's entries added, or replacing the base's entry of the same name (new states come
-    after the base's). The base is looked for beside the variant, then by name."""
+    variant's entries added, or merged key by key into the base's entry of the same name (new
+    states come after the base's). The variant must have its own name. The base is looked for
+    beside the variant, then by name."""
     name = data["model"]["extends"]
     if not isinstance(name, str) or not name:
         raise ModelSpecError(f"{path}: [model] `extends` must name a model file, got {name!r}")
@@ -95,11 +96,16 @@ def _extend(path: Path, data: dict, seen: list[Path]) -> dict:
     unknown = sorted(set(data) - set(_MERGED) - {"model"})
     if unknown:
         raise ModelSpecError(f"{path}: unknown sections {unknown} (a model file has [model] and {list(_MERGED)})")
+    if not data["model"].get("name") or data["model"]["name"] == base.get("model", {}).get("name"):
+        # a variant under its base's name would be loaded (by sweeps, fits, claims) as the base
+        raise ModelSpecError(f"{path}: a variant needs its own [model] `name`, not {data['model'].get('name')!r}")
     merged = {"model": {k: v for k, v in {**base.get("model", {}), **data["model"]}.items() if k != "extends"}}
     for section in _MERGED:
         b, v = base.get(section, {}), data.get(section, {})
         if not isinstance(v, dict):
             raise ModelSpecError(f"{path}: [{section}] must be a table, got {type(v).__name__}")
         if b or v:
-            merged[section] = {**b, **v}
+            # an entry the variant redefines keeps the base's other keys (a new `value` keeps
+            # the prior, IIV, label and bounds); an ODE (a string) is replaced whole
+            merged[section] = {**b, **{k: ({**b[k], **e} if isinstance(e, dict) and isinstance(b.get(k), dict) else e) for k, e in v.items()}}
     return merged

@@ -24,10 +24,10 @@ def _content(x):
 
 
 def model_hash(model) -> str:
-    """SHA-256 of what the model computes: name, time unit, parameters (values, units, bounds,
+    """SHA-256 of what the model computes: name, time unit, drug (dose unit conversions), parameters (values, units, bounds,
     priors, IIV, fixed), constants, covariates, states, equations, outputs, observations and
     events; descriptions and sources are left out (:data:`PROSE_FIELDS`)."""
-    parts = [model.name, model.time_unit, repr(_content(model.parameters)), repr(_content(model.constants)),
+    parts = [model.name, model.time_unit, repr(getattr(model, "drug", None)), repr(_content(model.parameters)), repr(_content(model.constants)),
              repr(_content(model.covariates)), repr(_content(model.states)), repr(sorted(model.odes.items())),
              repr(_content(model.outputs)), repr(_content(model.observations)), repr(_content(model.events))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
