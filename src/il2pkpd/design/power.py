@@ -190,8 +190,8 @@ class _TrialSimulator:
         rngs = [np.random.default_rng([self.seed, 2, int(k)]) for k in trials]
         # residual errors: one stream per (trial, observation, day), so that the noise of one
         # visit does not depend on which other visits the run's analyses read
-        eps = np.stack([np.stack([np.random.default_rng([self.seed, 4, int(k), zlib.crc32(name.encode()), int(round(day * 1e6))]).standard_normal(s_total)
-                                  for k in trials]) for name, day in self.obs_days])  # (days, T, S)
+        eps = np.array([[np.random.default_rng([self.seed, 4, int(k), zlib.crc32(name.encode()), int(round(day * 1e6))]).standard_normal(s_total)
+                         for k in trials] for name, day in self.obs_days]).reshape(len(self.obs_days), len(trials), s_total)  # (days, T, S)
         # one dropout time per subject (days), for its visits and its events alike
         rate = self.design.dropout_per_year / 365.25
         t_drop = (np.stack([np.random.default_rng([self.seed, 3, int(k)]).exponential(1.0 / rate, s_total) for k in trials])
