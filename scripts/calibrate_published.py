@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--proposal-df", type=float, default=None, help="Student-t proposals with these degrees of freedom (> 2; default normal)")
     ap.add_argument("--inflate", type=float, default=1.0, help="factor on the proposals' standard deviations (>= 1)")
     ap.add_argument("--confirm", type=int, default=1, help="passing rounds in a row needed to stop")
+    ap.add_argument("--prior-block", action="store_true", help="draw the parameters the Laplace fit leaves uninformed from their priors")
     ap.add_argument("--allow-approximation", action="store_true", help="write the Laplace normal when k-hat stays >= 0.7")
     ap.add_argument("--out", default="fits/ivory-published")
     args = ap.parse_args()
@@ -41,7 +42,7 @@ def main() -> None:
     t0 = time.perf_counter()
     fit = calibrate_published(model, n_virtual=args.virtual, draws=args.draws, seed=args.seed, maxiter=args.maxiter,
                               proposals=args.proposals, rounds=args.rounds, min_ess=args.min_ess, event_evidence=args.event_evidence,
-                              proposal_df=args.proposal_df, inflate=args.inflate, confirm=args.confirm,
+                              proposal_df=args.proposal_df, inflate=args.inflate, confirm=args.confirm, prior_block=args.prior_block,
                               progress=lambda msg: print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", flush=True))
     if fit.info["approximation"] != "importance" and not args.allow_approximation:
         print(f"error: the importance correction failed its check (Pareto k-hat {fit.info['pareto_khat']}): not written to {args.out}; "

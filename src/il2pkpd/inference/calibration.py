@@ -258,7 +258,8 @@ class PublishedCalibration:
 
 def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: int = 0, maxiter: int = 200,
                         options: SolverOptions | None = None, progress=None, proposals: int = 600, rounds: int = 5, min_ess: float = 400.0,
-                        event_evidence: bool = False, proposal_df: float | None = None, inflate: float = 1.0, confirm: int = 1):
+                        event_evidence: bool = False, proposal_df: float | None = None, inflate: float = 1.0, confirm: int = 1,
+                        prior_block: bool = False):
     """Posterior of ``model`` given the published evidence (see the module docstring).
 
     ``proposals`` per adaptive importance round (at least 100), at most ``rounds`` rounds, which
@@ -268,7 +269,9 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     docstring: only with a prior on ``beta_tbr`` not built from it). ``proposal_df``: Student-t
     proposals of that many degrees of freedom (> 2) instead of normal ones; ``inflate``: a
     factor on the proposals' standard deviations (>= 1); ``confirm``: passing rounds in a row
-    needed to stop.
+    needed to stop; ``prior_block``: the parameters the Laplace approximation finds
+    uninformed (:func:`_uninformed`) are drawn from their priors in every round and only the
+    others are proposed (:func:`_adaptive_importance`).
 
     Returns
     -------
@@ -349,8 +352,15 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
             say(f"{label}: {i + len(part)}/{len(us)} proposals evaluated")
         return out
 
+    block, from_prior = None, []
+    if prior_block:
+        dims = _uninformed(cal.estimated, u_map, cov, np.random.default_rng([seed, 11]))
+        if dims.size:
+            block, from_prior = _prior_block([cal.estimated[i] for i in dims], dims), [names[i] for i in dims]
+            say(f"drawn from their priors in every round (uninformed at the Laplace approximation): {from_prior}")
     u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng, say=say,
-                                                             min_ess=float(min_ess), df=proposal_df, inflate=float(inflate), confirm=int(confirm))
+                                                             min_ess=float(min_ess), df=proposal_df, inflate=float(inflate), confirm=int(confirm),
+                                                             prior_block=block)
     n_prop = len(u_draws)
     finite = np.isfinite(log_w)
     n_failed = int(n_prop - finite.sum())
@@ -405,7 +415,7 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
                    else f"mode + Laplace (unconstrained): draws of the first proposal ({first_proposal}); importance correction failed its k-hat check"),
         "approximation": method, "proposals_failed_to_solve": n_failed, "hessian_flat_directions": n_flat,
         "n_virtual": n_virtual, "seed": seed, "event_evidence": bool(event_evidence), "proposal_df": proposal_df, "inflate": float(inflate),
-        "confirm_rounds": int(confirm),
+        "confirm_rounds": int(confirm), "drawn_from_prior": from_prior,
         "confirmed": bool(len(rounds_info) >= confirm and all(r["pareto_khat"] < 0.7 and r["importance_ess"] >= min_ess for r in rounds_info[-int(confirm):])), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
         "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat), "importance_ess": float(ess),
         "targets": [t.__dict__ for t in cal.targets], "predictions_at_mode": pred_map,
@@ -414,6 +424,37 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     }
     estimates = {name: float(summary.loc[name, "mean"]) for name in names}
     return Fit(model.name, summary, info, estimates, idata)
+
+
+def _uninformed(params, u_mode: np.ndarray, cov: np.ndarray, rng, n: int = 4000) -> np.ndarray:
+    """Indices of the parameters the Laplace approximation leaves at their prior: its SD at
+    least 75% of the prior's and its mode within half a prior SD of the prior's median, both
+    in the unconstrained space (the prior's from ``n`` draws). 75%, not more: the Laplace SD
+    of a prior that is not normal there understates it (a logit-uniform prior: 78%)."""
+    x = prior_draws(params, n, rng)
+    u = np.stack([np.asarray(to_unconstrained(p.prior, x[:, i])) for i, p in enumerate(params)], axis=1)
+    sd_prior, centre = u.std(axis=0), np.median(u, axis=0)
+    sd_post = np.sqrt(np.diag(cov))
+    return np.flatnonzero((sd_post >= 0.75 * sd_prior) & (np.abs(u_mode - centre) <= 0.5 * sd_prior))
+
+
+def _prior_block(params, dims: np.ndarray):
+    """``(dims, draw, logpdf)`` for :func:`_adaptive_importance`: draws of ``params`` from their
+    priors, unconstrained, and their joint log density there (the Jacobian included)."""
+
+    def draw(n, rng):
+        x = prior_draws(params, n, rng)
+        return np.stack([np.asarray(to_unconstrained(p.prior, x[:, i])) for i, p in enumerate(params)], axis=1)
+
+    def one(u):
+        total = 0.0
+        for i, p in enumerate(params):
+            x, log_jac = from_unconstrained(p.prior, u[i])
+            total = total + prior_logpdf(p.prior, x) + log_jac
+        return total
+
+    batch = jax.jit(jax.vmap(one))
+    return dims, draw, lambda u: np.asarray(batch(jnp.asarray(u)))
 
 
 def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
@@ -440,7 +481,7 @@ def _proposal(mean: np.ndarray, cov: np.ndarray, df: float | None, inflate: floa
 
 
 def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round: int, max_rounds: int, rng, say, min_ess: float = 0.0,
-                         df: float | None = None, inflate: float = 1.0, confirm: int = 1):
+                         df: float | None = None, inflate: float = 1.0, confirm: int = 1, prior_block=None):
     """Adaptive multiple importance sampling (AMIS; Cornuet et al. 2012, Scand J Stat 39:798).
 
     Round 1 draws ``n_round`` proposals from N(mean, cov) (the Laplace normal). Every draw so
@@ -458,21 +499,38 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
     must pass before stopping (with 2, a pool that passes is probed by one more round drawn
     from its own refit: on IVORY a passing round was once overturned by the next).
 
+    ``prior_block = (dims, draw, logpdf)``: the coordinates ``dims`` are drawn from their
+    priors in every round (``draw(n, rng)`` -> (n, len(dims)); ``logpdf(u)`` their joint log
+    density) and only the others are proposed and adapted. Where the data do not inform a
+    parameter its posterior is its prior, which is then proposed exactly, tails included (a
+    logit-uniform prior has the logistic's exponential tails, which a normal proposal
+    misses); importance sampling's mismatch, and the ESS it costs, is confined to the
+    informed coordinates. The weights stay exact for any choice of ``dims``.
+
     Returns (all draws, their log target density, their log importance weight, a record per round).
     """
     from scipy.special import logsumexp
 
-    k = len(mean)
+    full = len(mean)
+    fixed = np.asarray(prior_block[0] if prior_block is not None else [], dtype=int)
+    free = np.setdiff1d(np.arange(full), fixed)
+    mean, cov = np.asarray(mean)[free], np.asarray(cov)[np.ix_(free, free)]
+    k = len(free)
     proposals, draws, log_p, rounds = [], [], [], []
     passed = 0  # consecutive rounds that passed
     for r in range(max_rounds):
         q = _proposal(mean, cov, df, inflate)
-        u = np.atleast_2d(q.rvs(size=n_round, random_state=rng))
+        u = np.empty((n_round, full))
+        u[:, free] = np.asarray(q.rvs(size=n_round, random_state=rng)).reshape(n_round, k)
+        if fixed.size:
+            u[:, fixed] = prior_block[1](n_round, rng)
         proposals.append(q)
         draws.append(u)
         log_p.append(evaluate(u, f"importance round {r + 1}"))
         u_all, lp_all = np.concatenate(draws), np.concatenate(log_p)
-        log_q = logsumexp(np.stack([qq.logpdf(u_all) for qq in proposals]), axis=0) - math.log(len(proposals))
+        log_q = logsumexp(np.stack([qq.logpdf(u_all[:, free]).reshape(len(u_all)) for qq in proposals]), axis=0) - math.log(len(proposals))
+        if fixed.size:
+            log_q = log_q + prior_block[2](u_all[:, fixed])
         log_w = lp_all - log_q
         finite = np.isfinite(log_w)
         if finite.sum() < 10:
@@ -487,7 +545,7 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
         if passed >= confirm:
             break
         w = np.exp(lw)
-        x = u_all[finite]
+        x = u_all[finite][:, free]
         mean = w @ x
         centred = x - mean
         weighted = (centred * w[:, None]).T @ centred
