@@ -270,8 +270,9 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     proposals of that many degrees of freedom (> 2) instead of normal ones; ``inflate``: a
     factor on the proposals' standard deviations (>= 1); ``confirm``: passing rounds in a row
     needed to stop; ``prior_block``: the parameters the Laplace approximation finds
-    uninformed (:func:`_uninformed`) are drawn from their priors in every round and only the
-    others are proposed (:func:`_adaptive_importance`).
+    uninformed (:func:`_uninformed`) are drawn from their priors in every round and the others
+    are proposed given them, by the Laplace normal's regression of the informed on the
+    uninformed (:func:`_adaptive_importance`).
 
     Returns
     -------
@@ -356,7 +357,10 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     if prior_block:
         dims = _uninformed(cal.estimated, u_map, cov, np.random.default_rng([seed, 11]))
         if dims.size:
-            block, from_prior = _prior_block([cal.estimated[i] for i in dims], dims), [names[i] for i in dims]
+            free = np.setdiff1d(np.arange(k), dims)
+            # the informed parameters given the prior-drawn ones, by the Laplace normal's regression
+            slope = cov[np.ix_(free, dims)] @ np.linalg.pinv(cov[np.ix_(dims, dims)])
+            block, from_prior = _prior_block([cal.estimated[i] for i in dims], dims) + (slope,), [names[i] for i in dims]
             say(f"drawn from their priors in every round (uninformed at the Laplace approximation): {from_prior}")
     u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng, say=say,
                                                              min_ess=float(min_ess), df=proposal_df, inflate=float(inflate), confirm=int(confirm),
@@ -499,9 +503,13 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
     must pass before stopping (with 2, a pool that passes is probed by one more round drawn
     from its own refit: on IVORY a passing round was once overturned by the next).
 
-    ``prior_block = (dims, draw, logpdf)``: the coordinates ``dims`` are drawn from their
-    priors in every round (``draw(n, rng)`` -> (n, len(dims)); ``logpdf(u)`` their joint log
-    density) and only the others are proposed and adapted. Where the data do not inform a
+    ``prior_block = (dims, draw, logpdf[, slope])``: the coordinates ``dims`` are drawn from
+    their priors in every round (``draw(n, rng)`` -> (n, len(dims)); ``logpdf(u)`` their joint
+    log density) and only the others are proposed and adapted. With ``slope`` (a matrix
+    (others, dims)) the others are proposed given the drawn ones: ``u_others = slope @ u_dims +
+    z`` with ``z`` from the adapted proposal (a change of variables of unit Jacobian, so the
+    density stays exact), which follows a posterior in which the informed parameters move
+    with the prior-drawn ones (on IVORY: the Treg parameters with the PK ones that set exposure). Where the data do not inform a
     parameter its posterior is its prior, which is then proposed exactly, tails included (a
     logit-uniform prior has the logistic's exponential tails, which a normal proposal
     misses); importance sampling's mismatch, and the ESS it costs, is confined to the
@@ -514,21 +522,32 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
     full = len(mean)
     fixed = np.asarray(prior_block[0] if prior_block is not None else [], dtype=int)
     free = np.setdiff1d(np.arange(full), fixed)
-    mean, cov = np.asarray(mean)[free], np.asarray(cov)[np.ix_(free, free)]
+    slope = np.zeros((len(free), len(fixed)))
+    if prior_block is not None and len(prior_block) > 3 and prior_block[3] is not None:
+        slope = np.asarray(prior_block[3], dtype=float)
+    # the proposal is on z = u_free - slope u_fixed: its mean and covariance under N(mean, cov)
+    c = np.asarray(cov)
+    c_ff, c_fx, c_xx = c[np.ix_(free, free)], c[np.ix_(free, fixed)], c[np.ix_(fixed, fixed)]
+    mean = np.asarray(mean)[free] - slope @ np.asarray(mean)[fixed]
+    cov = c_ff - slope @ c_fx.T - c_fx @ slope.T + slope @ c_xx @ slope.T
     k = len(free)
+
+    def z_of(u):
+        return u[:, free] - u[:, fixed] @ slope.T
     proposals, draws, log_p, rounds = [], [], [], []
     passed = 0  # consecutive rounds that passed
     for r in range(max_rounds):
         q = _proposal(mean, cov, df, inflate)
         u = np.empty((n_round, full))
-        u[:, free] = np.asarray(q.rvs(size=n_round, random_state=rng)).reshape(n_round, k)
+        z = np.asarray(q.rvs(size=n_round, random_state=rng)).reshape(n_round, k)
         if fixed.size:
             u[:, fixed] = prior_block[1](n_round, rng)
+        u[:, free] = z + u[:, fixed] @ slope.T
         proposals.append(q)
         draws.append(u)
         log_p.append(evaluate(u, f"importance round {r + 1}"))
         u_all, lp_all = np.concatenate(draws), np.concatenate(log_p)
-        log_q = logsumexp(np.stack([qq.logpdf(u_all[:, free]).reshape(len(u_all)) for qq in proposals]), axis=0) - math.log(len(proposals))
+        log_q = logsumexp(np.stack([qq.logpdf(z_of(u_all)).reshape(len(u_all)) for qq in proposals]), axis=0) - math.log(len(proposals))
         if fixed.size:
             log_q = log_q + prior_block[2](u_all[:, fixed])
         log_w = lp_all - log_q
@@ -545,7 +564,7 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
         if passed >= confirm:
             break
         w = np.exp(lw)
-        x = u_all[finite][:, free]
+        x = z_of(u_all[finite])
         mean = w @ x
         centred = x - mean
         weighted = (centred * w[:, None]).T @ centred
