@@ -887,10 +887,11 @@ def claims(
     if out is not None:
         _check_writable(out, "--out", (".csv",))
     m = load_model(model)
-    path = claims_path(m, model if model.endswith(".toml") else None)
+    model_file = model if model.endswith(".toml") else None
+    path = claims_path(m, model_file)
     if not path.is_file():
         raise DataFormatError(f"model {m.name!r} has no claims file (looked for {path})")
-    table = check_claims(m, load_claims(path, m), fit=fit, draws=draws, prior=prior, model_file=model if model.endswith(".toml") else None)
+    table = check_claims(m, load_claims(path, m), fit=fit, draws=draws, prior=prior, model_file=model_file)
     modes = [k for k in ("prior", "posterior") if f"{k}_verdict" in table]
     view = Table("claim", "expected", "typical", *[f"{k} median (90%), share inside" for k in modes], "verdicts",
                  title=f"claims of {m.name} ({path}); typical subject, no IIV")

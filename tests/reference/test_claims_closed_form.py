@@ -69,7 +69,7 @@ def test_verdict_over_draws_is_the_share_inside_the_range():
     """holds from half the draws inside, contradicted below one in ten, uncertain between."""
     from il2pkpd.io.claims import Arm, Claim
 
-    c = Claim("x", "p", "s", "", (Arm("d", None),), "d.at(cp, 1)", "1", (0.0, 1.0), 2.0, 1.0, "holds", None, "", (("d", "at(cp, 1)"),))
+    c = Claim("x", "p", "s", "", (Arm("d", None),), "d.at(cp, 1)", "1", (0.0, 1.0), 2.0, 1.0, "holds", None, "", (("d.at(cp, 1)", "d", "at(cp, 1)"),))
     inside, outside = np.full(50, 0.5), np.full(50, 2.0)
     assert c.verdict(np.concatenate([inside, outside])) == "holds"
     assert c.verdict(np.concatenate([inside[:9], np.full(91, 2.0)])) == "contradicted"

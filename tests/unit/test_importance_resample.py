@@ -196,7 +196,7 @@ def test_a_prior_block_with_a_slope_follows_a_posterior_correlated_across_the_bl
     # the first parameter's posterior is not its prior here, so weights are not all equal;
     # the marginal proposal for u2 still loses far more than the conditional one
     lost = _adaptive_importance(lambda u, label: target.logpdf(u), mean, cov, prior_block=block, **kw)[3][0]["importance_ess"]
-    u, _, log_w, rounds = _adaptive_importance(lambda u, label: target.logpdf(u), mean, cov, prior_block=block + (slope,), **kw)
+    u, _, log_w, rounds = _adaptive_importance(lambda u, label: target.logpdf(u), mean, cov, prior_block=_prior_block(params, np.array([0]), slope), **kw)
     assert rounds[0]["importance_ess"] > 5 * lost and rounds[0]["pareto_khat"] < 0.7
     lw, _ = _psis(log_w)
     w = np.exp(lw)

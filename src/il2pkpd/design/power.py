@@ -374,10 +374,9 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
         "control": design.arms[control].name, "grid_step_days": grid_step, "solver": options.solver, "rtol": options.rtol,
         "wall_time_s": time.perf_counter() - t_start})
     if target is not None:
-        result.sample_size = {key: _crossing(g["n_total"].to_numpy(), g["value"].to_numpy(), target)
-                              for key, g in summary.groupby(["analysis", "comparison"], sort=False)}
-        result.sample_size_method = {key: _crossing_method(g["n_total"].to_numpy(), g["value"].to_numpy(), target)
-                                     for key, g in summary.groupby(["analysis", "comparison"], sort=False)}
+        for key, g in summary.groupby(["analysis", "comparison"], sort=False):
+            n, value = g["n_total"].to_numpy(), g["value"].to_numpy()
+            result.sample_size[key], result.sample_size_method[key] = _crossing(n, value, target), _crossing_method(n, value, target)
     return result
 
 

@@ -202,7 +202,7 @@ class PublishedCalibration:
         p = predictions if predictions is not None else self.predictions(theta_pop)
         sd_pl, sd_il = float(r["ivory_tbr0_sd_placebo"].value), float(r["ivory_tbr0_sd_il2"].value)
         diff = r["ivory_tbr_diff_index"]
-        lil, dil = r["lilacs_ed75"], r["dilt1d_ed10"]
+        lil = r["lilacs_ed75"]
         return {
             "ivory_tbr0_placebo": loglik_summary(p["ivory_tbr0_placebo"], float(r["ivory_tbr0_placebo"].value), sd_pl / math.sqrt(float(r["ivory_tbr0_placebo"].n))),
             "ivory_tbr0_il2": loglik_summary(p["ivory_tbr0_il2"], float(r["ivory_tbr0_il2"].value), sd_il / math.sqrt(float(r["ivory_tbr0_il2"].n))),
@@ -285,7 +285,6 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     import pandas as pd
     import xarray as xr
     from scipy.optimize import minimize
-    from scipy.stats import multivariate_normal
 
     from .. import __version__
     from .fit import Fit, model_hash
@@ -360,7 +359,7 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
             free = np.setdiff1d(np.arange(k), dims)
             # the informed parameters given the prior-drawn ones, by the Laplace normal's regression
             slope = cov[np.ix_(free, dims)] @ np.linalg.pinv(cov[np.ix_(dims, dims)])
-            block, from_prior = _prior_block([cal.estimated[i] for i in dims], dims) + (slope,), [names[i] for i in dims]
+            block, from_prior = _prior_block([cal.estimated[i] for i in dims], dims, slope), [names[i] for i in dims]
             say(f"drawn from their priors in every round (uninformed at the Laplace approximation): {from_prior}")
     u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng, say=say,
                                                              min_ess=float(min_ess), df=proposal_df, inflate=float(inflate), confirm=int(confirm),
@@ -369,14 +368,13 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     finite = np.isfinite(log_w)
     n_failed = int(n_prop - finite.sum())
     idx, khat, ess, method = _importance_resample(log_w, finite, rng, n_out=int(draws))
-    # what the first round drew from: the fallback's draws are that, and are labelled so
-    first_proposal = ("Laplace normal" if proposal_df is None else f"Student t (df {proposal_df:g}) with the Laplace covariance") + (
-        f", standard deviations x{inflate:g}" if inflate != 1 else "")
+    # what the rounds drew from: the fallback's draws are the first round's, and are labelled so
+    proposal_text = _proposal_text(proposal_df, inflate)
     if method == "laplace":
         warnings.warn(
             f"published calibration: importance sampling could not correct the Laplace approximation in {len(rounds_info)} "
             f"adaptive rounds (Pareto k-hat {khat:.2f}, needs < 0.7; importance ESS {ess:.1f}); the draws are the first "
-            f"round's proposal ({first_proposal}) around the mode ({n_failed} of {n_prop} proposals that failed to solve dropped): "
+            f"round's proposal ({proposal_text}, around the mode; {n_failed} of {n_prop} proposals that failed to solve dropped): "
             "an approximation, not the posterior", Il2pkpdWarning, stacklevel=2)
         first = np.flatnonzero(finite[: rounds_info[0]["proposals"]])
         idx = first[:int(draws)]
@@ -412,15 +410,13 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     pred_map = {kk: float(vv) for kk, vv in cal.predictions(theta_map).items()}
     info = {
         "il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data": "il2pkpd.datasets.published()",
-        "method": ("mode + Laplace (unconstrained) + adaptive multiple importance sampling ("
-                   + ("Gaussian" if proposal_df is None else f"Student-t (df {proposal_df:g})") + " proposals"
-                   + (f", standard deviations x{inflate:g}" if inflate != 1 else "") + ", deterministic "
+        "method": (f"mode + Laplace (unconstrained) + adaptive multiple importance sampling ({proposal_text} proposals, deterministic "
                    "mixture weights) + Pareto-smoothed importance resampling" if method == "importance"
-                   else f"mode + Laplace (unconstrained): draws of the first proposal ({first_proposal}); importance correction failed its k-hat check"),
+                   else f"mode + Laplace (unconstrained): draws of the first proposal ({proposal_text}); importance correction failed its k-hat check"),
         "approximation": method, "proposals_failed_to_solve": n_failed, "hessian_flat_directions": n_flat,
         "n_virtual": n_virtual, "seed": seed, "event_evidence": bool(event_evidence), "proposal_df": proposal_df, "inflate": float(inflate),
         "confirm_rounds": int(confirm), "drawn_from_prior": from_prior,
-        "confirmed": bool(len(rounds_info) >= confirm and all(r["pareto_khat"] < 0.7 and r["importance_ess"] >= min_ess for r in rounds_info[-int(confirm):])), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
+        "confirmed": bool(len(rounds_info) >= confirm and all(r["passed"] for r in rounds_info[-int(confirm):])), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
         "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat), "importance_ess": float(ess),
         "targets": [t.__dict__ for t in cal.targets], "predictions_at_mode": pred_map,
         "solver": {"solver": cal.options.solver, "rtol": cal.options.rtol, "atol": cal.options.atol},
@@ -442,9 +438,15 @@ def _uninformed(params, u_mode: np.ndarray, cov: np.ndarray, rng, n: int = 4000)
     return np.flatnonzero((sd_post >= 0.75 * sd_prior) & (np.abs(u_mode - centre) <= 0.5 * sd_prior))
 
 
-def _prior_block(params, dims: np.ndarray):
-    """``(dims, draw, logpdf)`` for :func:`_adaptive_importance`: draws of ``params`` from their
-    priors, unconstrained, and their joint log density there (the Jacobian included)."""
+def _proposal_text(df: float | None, inflate: float) -> str:
+    """What :func:`_proposal` draws from, in words (the fit's method and warnings)."""
+    return ("Gaussian" if df is None else f"Student-t (df {df:g})") + (f", standard deviations x{inflate:g}" if inflate != 1 else "")
+
+
+def _prior_block(params, dims: np.ndarray, slope: np.ndarray | None = None):
+    """``(dims, draw, logpdf, slope)`` for :func:`_adaptive_importance`: draws of ``params``
+    from their priors, unconstrained, their joint log density there (the Jacobian included),
+    and the regression of the other coordinates on these (``None``: none)."""
 
     def draw(n, rng):
         x = prior_draws(params, n, rng)
@@ -458,7 +460,7 @@ def _prior_block(params, dims: np.ndarray):
         return total
 
     batch = jax.jit(jax.vmap(one))
-    return dims, draw, lambda u: np.asarray(batch(jnp.asarray(u)))
+    return dims, draw, lambda u: np.asarray(batch(jnp.asarray(u))), slope
 
 
 def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
@@ -503,17 +505,17 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
     must pass before stopping (with 2, a pool that passes is probed by one more round drawn
     from its own refit: on IVORY a passing round was once overturned by the next).
 
-    ``prior_block = (dims, draw, logpdf[, slope])``: the coordinates ``dims`` are drawn from
-    their priors in every round (``draw(n, rng)`` -> (n, len(dims)); ``logpdf(u)`` their joint
-    log density) and only the others are proposed and adapted. With ``slope`` (a matrix
-    (others, dims)) the others are proposed given the drawn ones: ``u_others = slope @ u_dims +
-    z`` with ``z`` from the adapted proposal (a change of variables of unit Jacobian, so the
-    density stays exact), which follows a posterior in which the informed parameters move
-    with the prior-drawn ones (on IVORY: the Treg parameters with the PK ones that set exposure). Where the data do not inform a
-    parameter its posterior is its prior, which is then proposed exactly, tails included (a
-    logit-uniform prior has the logistic's exponential tails, which a normal proposal
-    misses); importance sampling's mismatch, and the ESS it costs, is confined to the
-    informed coordinates. The weights stay exact for any choice of ``dims``.
+    ``prior_block = (dims, draw, logpdf, slope)`` (:func:`_prior_block`): the coordinates
+    ``dims`` are drawn from their priors in every round (``draw(n, rng)`` -> (n, len(dims));
+    ``logpdf(u)`` their joint log density) and only the others are proposed and adapted.
+    Where the data do not inform a parameter its posterior is its prior, which is then
+    proposed exactly, tails included (a logit-uniform prior has the logistic's exponential
+    tails, which a normal proposal misses); importance sampling's mismatch, and the ESS it
+    costs, is confined to the informed coordinates. With ``slope`` (a matrix (others, dims);
+    ``None``: zero) the others are proposed given the drawn ones, ``u_others = slope @ u_dims
+    + z`` with ``z`` from the adapted proposal (a change of variables of unit Jacobian), for
+    a posterior in which informed parameters move with prior-drawn ones. The weights stay
+    exact for any choice of ``dims`` and ``slope``.
 
     Returns (all draws, their log target density, their log importance weight, a record per round).
     """
@@ -523,7 +525,7 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
     fixed = np.asarray(prior_block[0] if prior_block is not None else [], dtype=int)
     free = np.setdiff1d(np.arange(full), fixed)
     slope = np.zeros((len(free), len(fixed)))
-    if prior_block is not None and len(prior_block) > 3 and prior_block[3] is not None:
+    if prior_block is not None and prior_block[3] is not None:
         slope = np.asarray(prior_block[3], dtype=float)
     # the proposal is on z = u_free - slope u_fixed: its mean and covariance under N(mean, cov)
     c = np.asarray(cov)
@@ -558,9 +560,9 @@ def _adaptive_importance(evaluate, mean: np.ndarray, cov: np.ndarray, *, n_round
         lw, khat = _psis(log_w[finite])
         ess = float(1.0 / np.sum(np.exp(2 * lw)))
         rounds.append({"round": r + 1, "proposals": int(n_round), "pareto_khat": khat, "importance_ess": ess,
-                       "failed_to_solve": int(np.sum(~np.isfinite(log_p[-1])))})
+                       "failed_to_solve": int(np.sum(~np.isfinite(log_p[-1]))), "passed": bool(khat < 0.7 and ess >= min_ess)})
         say(f"importance round {r + 1}: Pareto k-hat {khat:.3f}, importance ESS {ess:.1f} of {len(log_w)}")
-        passed = passed + 1 if (khat < 0.7 and ess >= min_ess) else 0
+        passed = passed + 1 if rounds[-1]["passed"] else 0
         if passed >= confirm:
             break
         w = np.exp(lw)

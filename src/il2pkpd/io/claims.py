@@ -91,12 +91,23 @@ class Claim:
     typical: str
     posterior: str | None
     note: str
-    metrics: tuple[tuple[str, str], ...]  # (arm key, normalised metric name) the check reads
+    calls: tuple[tuple[str, str, str], ...]  # (the call as written, its arm key, the normalised metric name)
     prior: str | None = None  # the recorded verdict over prior draws (a prior-predictive check)
+
+    @property
+    def metrics(self) -> tuple[tuple[str, str], ...]:
+        """(arm key, normalised metric name) of every metric the check reads, once each."""
+        return tuple(dict.fromkeys((arm, name) for _, arm, name in self.calls))
 
     def value(self, lookup) -> np.ndarray:
         """The check's value; ``lookup(arm_key, metric_name)`` gives that metric's values."""
-        return _evaluate(ast.parse(self.check, mode="eval").body, lookup, self)
+        return _evaluate(ast.parse(self.check, mode="eval").body, lookup, {text: (arm, name) for text, arm, name in self.calls})
+
+    def share_inside(self, values: np.ndarray) -> float:
+        """The share of ``values`` that are numbers inside ``expect`` (a NaN is not inside)."""
+        lo, hi = self.expect
+        v = np.asarray(values, dtype=float).ravel()
+        return float(np.mean(np.isfinite(v) & (v >= lo) & (v <= hi)))
 
     def verdict(self, values: np.ndarray) -> str:
         """For one value: ``holds`` inside ``expect``, ``contradicted`` outside, ``undefined``
@@ -105,12 +116,10 @@ class Claim:
         ``expect`` (an undefined draw counts as not inside): ``holds`` from
         :data:`HOLDS_SHARE`, ``contradicted`` below :data:`CONTRADICTED_SHARE`, ``uncertain``
         between."""
-        lo, hi = self.expect
         v = np.asarray(values, dtype=float).ravel()
-        inside = np.isfinite(v) & (v >= lo) & (v <= hi)
+        share = self.share_inside(v)
         if v.size == 1:
-            return "undefined" if not np.isfinite(v[0]) else "holds" if inside[0] else "contradicted"
-        share = float(np.mean(inside))
+            return "undefined" if not np.isfinite(v[0]) else "holds" if share else "contradicted"
         return "holds" if share >= HOLDS_SHARE else "contradicted" if share < CONTRADICTED_SHARE else "uncertain"
 
 
@@ -193,7 +202,7 @@ def load_claims(path: str | Path, model) -> list[Claim]:
         except SyntaxError as exc:
             raise ModelSpecError(f"{where}: `check` is not an expression ({exc.msg})") from None
         keys = {a.key for a in arms}
-        metrics = []
+        calls = []
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 if not (isinstance(node.func.value, ast.Name) and node.func.value.id in keys):
@@ -205,12 +214,12 @@ def load_claims(path: str | Path, model) -> list[Claim]:
                     raise ModelSpecError(f"{where}: {exc}") from None
                 if any(t > horizon for t in m.times()):
                     raise ModelSpecError(f"{where}: {m.name} reads time {max(m.times()):g}, beyond the claim's horizon {horizon:g}")
-                metrics.append((node.func.value.id, m.name))
-        if not metrics:
+                calls.append((ast.unparse(node), node.func.value.id, m.name))
+        if not calls:
             raise ModelSpecError(f"{where}: `check` reads no metric")
         claim = Claim(str(e["id"]), str(e["about"]), str(e["says"]), str(e.get("source", "")), tuple(arms), str(e["check"]),
                       str(e.get("unit", "1")), (lo, hi), horizon, dense, e["typical"], e.get("posterior"), str(e.get("note", "")),
-                      tuple(dict.fromkeys(metrics)), e.get("prior"))
+                      tuple(dict.fromkeys(calls)), e.get("prior"))
         try:
             with np.errstate(all="ignore"):  # every node is allowed (the dummy values themselves mean nothing)
                 claim.value(lambda arm, name: np.ones(1))
@@ -220,33 +229,23 @@ def load_claims(path: str | Path, model) -> list[Claim]:
     return out
 
 
-def _evaluate(node, lookup, claim):
+def _evaluate(node, lookup, calls: dict):
+    """The value of expression ``node``; ``calls`` maps each metric call, as written, to its
+    (arm key, normalised metric name) for ``lookup``."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
         return np.float64(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        return _OPERATORS[type(node.op)](_evaluate(node.left, lookup, claim), _evaluate(node.right, lookup, claim))
+        return _OPERATORS[type(node.op)](_evaluate(node.left, lookup, calls), _evaluate(node.right, lookup, calls))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        v = _evaluate(node.operand, lookup, claim)
+        v = _evaluate(node.operand, lookup, calls)
         return -v if isinstance(node.op, ast.USub) else v
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        text = f"{node.func.attr}({', '.join(ast.unparse(a) for a in node.args)})"
-        name = next(n for k, n in claim.metrics if k == node.func.value.id and _same_metric(n, text))
-        return lookup(node.func.value.id, name)
+    if isinstance(node, ast.Call) and ast.unparse(node) in calls:
+        return lookup(*calls[ast.unparse(node)])
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords:
         if len(node.args) != _ARITY[node.func.id]:
             raise ModelSpecError(f"`check`: {node.func.id}() takes {_ARITY[node.func.id]} argument(s), got {len(node.args)} in {ast.unparse(node)!r}")
-        return _FUNCTIONS[node.func.id](*(_evaluate(a, lookup, claim) for a in node.args))
+        return _FUNCTIONS[node.func.id](*(_evaluate(a, lookup, calls) for a in node.args))
     raise ModelSpecError(f"`check` may use numbers, + - * / **, {sorted(_FUNCTIONS)} and arm.METRIC(...) calls, not {ast.unparse(node)!r}")
-
-
-def _same_metric(name: str, text: str) -> bool:
-    """Whether normalised metric ``name`` is the call ``text`` (spacing and number format aside)."""
-    def parts(s):
-        kind, _, rest = s.partition("(")
-        items = [x.strip() for x in rest.rstrip(")").split(",")]
-        kind = "cmax" if kind.strip() == "max" else kind.strip()
-        return [kind, items[0]] + [float(x) for x in items[1:]]
-    return parts(name) == parts(text)
 
 
 def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, draws: int = 100, prior: int = 0, seed: int = 0,
@@ -279,16 +278,15 @@ def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, d
     pandas.DataFrame
         One row per claim: id, about, says, source, unit, the expected range, the value at
         typical values and its verdict, and for each set of draws (``posterior_``,
-        ``prior_``) the median, 90% interval, share of draws inside the range and verdict,
-        the recorded verdicts and whether the computed ones agree with them.
+        ``prior_``) the median, 90% interval, draws, undefined draws, share of draws inside
+        the range and verdict, and the recorded verdicts.
     """
     import pandas as pd
 
     from ..design.sweep import hr_name
     from ..design.sweep_design import SweepDesign
-    from .entry import sweep
-
     from ..model import model_hash
+    from .entry import sweep
     from .model_file import load_model
 
     source = str(model_file) if model_file is not None else model.name
@@ -341,11 +339,9 @@ def check_claims(model, claims: list[Claim], *, fit: str | Path | None = None, d
                 row["typical_verdict"] = c.verdict(v)
                 continue
             ok = np.isfinite(v)
-            lo, hi = c.expect
             q = np.quantile(v[ok], [0.05, 0.5, 0.95]) if ok.any() else [math.nan] * 3
             row.update({f"{mode}_q5": q[0], f"{mode}_median": q[1], f"{mode}_q95": q[2], f"{mode}_draws": int(v.size),
-                        f"{mode}_undefined": int((~ok).sum()), f"{mode}_share_inside": float(np.mean(ok & (v >= lo) & (v <= hi))),
-                        f"{mode}_verdict": c.verdict(v)})
+                        f"{mode}_undefined": int((~ok).sum()), f"{mode}_share_inside": c.share_inside(v), f"{mode}_verdict": c.verdict(v)})
         row["recorded_typical"] = c.typical
         row["recorded_prior"] = c.prior
         row["recorded_posterior"] = c.posterior

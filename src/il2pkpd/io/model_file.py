@@ -55,10 +55,7 @@ def load_model(name_or_path: str | Path | Model) -> Model:
         return name_or_path
     path = _resolve(name_or_path)
     data, text = _read(path)
-    base = data.get("model", {}).get("extends") if isinstance(data.get("model"), dict) else None
-    if base is not None:
-        data = _extend(path, data, [path.resolve()])
-    return build_model(data, source_file=str(path), source_text=text)
+    return build_model(_extend(path, data, [path.resolve()]), source_file=str(path), source_text=text)
 
 
 #: tables a variant adds to or overrides in the model it extends, entry by entry
@@ -82,7 +79,9 @@ def _extend(path: Path, data: dict, seen: list[Path]) -> dict:
     """A variant (``[model] extends = "ivory"``) as one model: the base file's tables with the
     variant's entries added, or merged key by key into the base's entry of the same name (new
     states come after the base's). The variant must have its own name. The base is looked for
-    beside the variant, then by name."""
+    beside the variant, then by name. A file that extends nothing is returned as it is."""
+    if not (isinstance(data.get("model"), dict) and "extends" in data["model"]):
+        return data
     name = data["model"]["extends"]
     if not isinstance(name, str) or not name:
         raise ModelSpecError(f"{path}: [model] `extends` must name a model file, got {name!r}")
@@ -90,9 +89,7 @@ def _extend(path: Path, data: dict, seen: list[Path]) -> dict:
     base_path = beside if beside.is_file() else _resolve(name)
     if base_path.resolve() in seen:
         raise ModelSpecError(f"{path}: [model] `extends` = {name!r} makes a cycle ({' -> '.join(p.name for p in seen)} -> {base_path.name})")
-    base, _ = _read(base_path)
-    if isinstance(base.get("model"), dict) and "extends" in base["model"]:
-        base = _extend(base_path, base, seen + [base_path.resolve()])
+    base = _extend(base_path, _read(base_path)[0], seen + [base_path.resolve()])
     unknown = sorted(set(data) - set(_MERGED) - {"model"})
     if unknown:
         raise ModelSpecError(f"{path}: unknown sections {unknown} (a model file has [model] and {list(_MERGED)})")
