@@ -20,6 +20,10 @@ this trial the log-likelihood moves by 1.4e-4 and its gradient by 5e-6 (relative
 far below what changes a NUTS trajectory; a gradient costs 0.44 s instead of 1.15 s at 1e-6.
 
     .venv/bin/python benchmarks/bench_recovery.py                       # 4 x (300 + 300)
+    # NUTS started from a FOCE-I fit of the same trial (issue 14), without the MI rows as that fit:
+    .venv/bin/python benchmarks/bench_recovery_focei.py --fix-iiv-zero ec50 --save-fit /tmp/focei60
+    .venv/bin/python benchmarks/bench_recovery.py --no-mi --fix-iiv-zero ec50 --init /tmp/focei60 \
+        --sampler numpyro --mass-matrix fixed --chains 2 --tune 100 --draws 200
     .venv/bin/python benchmarks/bench_recovery.py --n-il2 3 --n-placebo 3 --tune 10 --draws 5 --chains 2 --out /tmp/rec  # smoke
 
 Results: benchmarks/results/recovery-*.json (written atomically at the end).
@@ -71,8 +75,17 @@ def main() -> None:
     ap.add_argument("--n-il2", type=int, default=31, help="subjects on aldesleukin (IVORY: 31)")
     ap.add_argument("--n-placebo", type=int, default=29, help="subjects on placebo (IVORY: 29)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the virtual trial and of the sampler")
+    ap.add_argument("--no-mi", action="store_true", help="leave the MI rows out and p_mi_1y fixed (as bench_recovery_focei.py)")
+    ap.add_argument("--fix-iiv-zero", action="append", default=[], metavar="PARAMETER",
+                    help="fit without the IIV of this parameter (as bench_recovery_focei.py); the data keep it")
+    ap.add_argument("--init", type=Path, default=None, metavar="FOLDER",
+                    help="start NUTS from this maximum-likelihood fit folder of the same trial (bench_recovery_focei.py --save-fit)")
+    ap.add_argument("--sampler", default="nutpie", help="nutpie (default) or numpyro (takes the init fit's mass matrix)")
+    ap.add_argument("--mass-matrix", default="auto", help="fit(mass_matrix=...): auto, adapt, init or fixed")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
+    if args.sampler == "numpyro":  # NumPyro vectorises chains; the likelihood's subjects then run on one device
+        os.environ.setdefault("IL2PKPD_CPU_DEVICES", "1")
 
     import il2pkpd
     from il2pkpd.design import designs, simulate_trial
@@ -82,18 +95,36 @@ def main() -> None:
     from il2pkpd.solve import SolverOptions
 
     model = recovery_model()
+    if args.no_mi:  # the model and data of bench_recovery_focei.py
+        model = model.estimate_only(*(e for e in ESTIMATED if e != "p_mi_1y"))
     table = simulate_trial(designs.ivory(args.n_il2, args.n_placebo), model, seed=args.seed)
-    data = from_dataframe(table)
     events = table[(table["EVID"] == 0) & table["EVENT"].notna()]
     n_events = {arm: int(v) for arm, v in events.groupby("ARM")["DV"].sum().items()}
+    if args.no_mi:
+        table = table[table["EVENT"].isna()]
+    data = from_dataframe(table)
+    truth_model = model
+    if args.fix_iiv_zero:
+        unknown = set(args.fix_iiv_zero) - {p.name for p in model.parameters if p.iiv is not None}
+        if unknown:
+            ap.error(f"--fix-iiv-zero: {sorted(unknown)} have no IIV in the model")
+        model = model.replace(parameters=tuple(dataclasses.replace(p, iiv=None) if p.name in args.fix_iiv_zero else p
+                                               for p in model.parameters))
+    init = None
+    if args.init is not None:
+        from il2pkpd.io.fits import load_fit
+
+        init = load_fit(args.init, model=model)
     options = SolverOptions(rtol=1e-4, atol=1e-7, solver="rodas4")
+    extra = {"init": init, "mass_matrix": args.mass_matrix} if init is not None else {}
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Il2pkpdWarning)
         fit = il2pkpd.fit(model, data, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                          options=options, predictive_draws=0)
+                          options=options, predictive_draws=0, sampler=args.sampler, progressbar=True, **extra)
     wall = time.perf_counter() - t0
-    truth = true_values(model, {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0})
+    truth = true_values(truth_model, {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0})
+    truth = {k: v for k, v in truth.items() if not (args.no_mi and k == "p_mi_1y") and k not in {f"omega_{n}" for n in args.fix_iiv_zero}}
     post = fit.idata["posterior"]
     rows = {}
     for name, value in truth.items():
@@ -109,6 +140,9 @@ def main() -> None:
         "benchmark": "recovery", "date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
         "synthetic": True, "design": "designs.ivory()", "subjects": {"aldesleukin": args.n_il2, "placebo": args.n_placebo}, "seed": args.seed,
         "chains": args.chains, "tune": args.tune, "draws": args.draws, "solver": dataclasses.asdict(options),
+        "sampler": args.sampler, "mi_rows": not args.no_mi, "iiv_left_out": list(args.fix_iiv_zero),
+        "init": str(args.init) if args.init is not None else None, "mass_matrix": fit.info.get("mass_matrix"),
+        "initial_values": fit.info.get("initial_values"), "parameterization": fit.info.get("parameterization"),
         "estimated": list(ESTIMATED), "wall_time_s": wall, "divergences": divergences, "divergence_rate": divergences / total,
         "mean_leapfrog_steps": float(steps.mean()) if steps is not None else None,
         "max_r_hat": max(r["r_hat"] for r in rows.values()), "min_ess_bulk": min(r["ess_bulk"] for r in rows.values()),

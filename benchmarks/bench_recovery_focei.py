@@ -11,7 +11,8 @@ The subjects are split over both cores (``IL2PKPD_CPU_DEVICES=2``, set here befo
 the forward-mode solves of FOCE-I shard like the reverse-mode ones).
 
 Reports, per quantity, the truth, the estimate, the SE-based 90% interval (estimate +- 1.645
-SE on the natural scale, from the sandwich covariance) and whether it covers the truth; the OFV,
+SE on the natural scale, from the sandwich covariance) and whether it covers the truth (with
+``--sir N``, also the SIR 90% interval: the 5th-95th percentiles of the N/5 resamples); the OFV,
 iterations, evaluations and wall time (compilation included: a fresh process, persistent
 compile cache off).
 
@@ -44,6 +45,10 @@ def main() -> None:
     ap.add_argument("--ofv-tol", type=float, default=1e-3, help="the OFV-change stopping rule (estimate(ofv_tol=...))")
     ap.add_argument("--fix-iiv-zero", action="append", default=[], metavar="PARAMETER",
                     help="fit without the IIV of this parameter (NONMEM practice when its variance went to 0); the data keep it")
+    ap.add_argument("--sir", type=int, default=0, metavar="N",
+                    help="also draw N SIR samples (Dosne et al. 2016; a fifth kept) and report SIR 90%% intervals (percentiles 5-95)")
+    ap.add_argument("--save-fit", type=Path, default=None, metavar="FOLDER",
+                    help="also write the fit folder (write_fit): bench_recovery.py --init FOLDER starts NUTS from it")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
 
@@ -78,8 +83,13 @@ def main() -> None:
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Il2pkpdWarning)
-        fit = il2pkpd.fit(model, data, method="focei", options=options, ofv_tol=args.ofv_tol, progressbar=True)  # a line per iteration
+        fit = il2pkpd.fit(model, data, method="focei", options=options, ofv_tol=args.ofv_tol, progressbar=True,  # a line per iteration
+                          sir_samples=args.sir)
     wall = time.perf_counter() - t0
+    if args.save_fit is not None:
+        from il2pkpd.io.fits import write_fit
+
+        write_fit(fit, args.save_fit)
     dvids = {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0}
     truth = {k: v for k, v in true_values(truth_model, dvids).items() if k != "p_mi_1y" and k not in {f"omega_{n}" for n in args.fix_iiv_zero}}
     # the OFV at the truth tells an optimiser that stopped short (OFV(truth) < OFV(estimate))
@@ -111,6 +121,14 @@ def main() -> None:
         if key in truth:
             rows[key] = {"true": truth[key], "estimate": e, "se_estimation_scale": se, "q05": lo, "q95": hi,
                          "covered": bool(lo <= truth[key] <= hi) if np.isfinite(se) else None}
+    sir = fit.info.get("sir")
+    if sir is not None and fit.idata is not None:
+        post = fit.idata["posterior"]
+        for name in post.data_vars:
+            key = name if name in truth else next((k for k in truth if name.startswith("sigma_") and k.startswith(name)), None)
+            if key in rows:
+                q05, q95 = np.percentile(np.asarray(post[name]).ravel(), [5, 95])
+                rows[key].update(sir_q05=float(q05), sir_q95=float(q95), sir_covered=bool(q05 <= truth[key] <= q95))
     result = {"benchmark": "recovery-focei", "date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
               "devices": os.environ.get("IL2PKPD_CPU_DEVICES"), "synthetic": True, "design": "designs.ivory() without MI rows",
               "subjects": {"aldesleukin": args.n_il2, "placebo": args.n_placebo}, "seed": args.seed, "estimated": list(estimated),
@@ -120,14 +138,19 @@ def main() -> None:
                                                                            if k in ("ok", "reason", "matrix", "condition_number")},
               "likelihood_ratio_test_of_the_truth": lrt,
               "all_covered": all(r["covered"] for r in rows.values()) if rows and all(r["covered"] is not None for r in rows.values()) else None, "quantities": rows,
+              "sir": sir, "sir_all_covered": all(r.get("sir_covered", False) for r in rows.values()) if sir and sir.get("ok", True) else None,
               "warnings": [str(w.message) for w in caught]}
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"recovery-focei-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write(out, lambda p: p.write_text(json.dumps(result, indent=1, default=str)))
-    print("| quantity | true | estimate [SE-based 90% interval] | covered |")
-    print("|---|---|---|---|")
+    yes_no = {True: "yes", False: "**no**", None: "no SE"}
+    print("| quantity | true | estimate [SE-based 90% interval] | covered | SIR 90% interval | covered |")
+    print("|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['true']:.4g} | {r['estimate']:.4g} [{r['q05']:.4g}, {r['q95']:.4g}] | { {True: 'yes', False: '**no**', None: 'no SE'}[r['covered']] } |")
+        sir_cells = f"[{r['sir_q05']:.4g}, {r['sir_q95']:.4g}] | {yes_no[r['sir_covered']]}" if "sir_q05" in r else "- | -"
+        print(f"| {name} | {r['true']:.4g} | {r['estimate']:.4g} [{r['q05']:.4g}, {r['q95']:.4g}] | {yes_no[r['covered']]} | {sir_cells} |")
+    if sir:
+        print(f"SIR: {({k: sir.get(k) for k in ('n_samples', 'n_resamples', 'ess', 'max_weight', 'failed_samples', 'dofv_resamples_q95', 'chi2_q95')})}")
     print(f"covariance step: {result['covariance_step']}")
     print(f"OFV at the truth {ofv_truth:.3f}, at the estimate {result['ofv']:.3f}: LRT {lrt['difference']:.2f} on {n_est} df, p = {lrt['p_value']:.3f}")
     print(f"wall {wall:.0f} s; OFV {result['ofv']}; iterations {result['iterations']}; evaluations {result['evaluations']}; wrote {out}")

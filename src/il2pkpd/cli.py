@@ -508,6 +508,8 @@ def fit(
     tune: Annotated[Optional[int], typer.Option(help="nuts: warm-up iterations per chain [default: 1000].")] = None,
     chains: Annotated[Optional[int], typer.Option(help="nuts: chains [default: 4].")] = None,
     sampler: Annotated[Optional[str], typer.Option(help="nuts: nutpie (default), pymc, numpyro or blackjax ('map' means --method map).")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="nuts: start from this maximum-likelihood fit folder (il2pkpd fit --method focei): its estimates, conditional modes and, with --sampler numpyro, its covariance as the mass matrix.")] = None,
+    mass_matrix: Annotated[Optional[str], typer.Option(help="nuts: auto (from --init where the sampler takes it), adapt, init (start from --init's covariance, then adapt) or fixed [default: auto].")] = None,
     sir: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: SIR samples for parameter uncertainty (a fifth kept as draws) [default: 0, none].")] = None,
     priors: Annotated[bool, typer.Option("--priors", help="focei/foce/laplace: MAP-FOCE-I with the model file's priors.")] = False,
     restarts: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: estimate again from this many perturbed starts, keep the best [default: 0].")] = None,
@@ -537,8 +539,16 @@ def fit(
     m = load_model(model)
     d = read_nonmem_csv(data)
     console = Console(stderr=True)
+    init_fit = None
+    if init is not None:
+        from .io.fits import load_fit
+
+        try:
+            init_fit = load_fit(init, model=m)
+        except DataFormatError as exc:
+            raise DataFormatError(f"--init: {exc}") from None
     settings = {"draws": draws, "tune": tune, "chains": chains, "sampler": sampler, "sir_samples": sir, "restarts": restarts,
-                "priors": True if priors else None, "ofv_tol": ofv_tol}
+                "priors": True if priors else None, "ofv_tol": ofv_tol, "init": init_fit, "mass_matrix": mass_matrix}
     settings = {k: v for k, v in settings.items() if v is not None}  # given ones only: the method refuses what it does not take
     with console.status(f"fitting {m.name} to {data} ({sampler or method}) ..."), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -106,7 +106,9 @@ def test_sir_draws_agree_with_the_covariance_step_where_the_likelihood_is_near_n
 
     subjects, _ = _data(n=40)
     est = estimate(il2pkpd.build_model(linear_growth), subjects)
-    res = sir(est, n_samples=1000, n_resamples=300, seed=2)
+    calls = []
+    res = sir(est, n_samples=1000, n_resamples=300, seed=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 1000) for i in range(1, 1001)]  # the progress callback: once per sample, in order
     se_r = dict(zip(est.table.index, np.sqrt(np.diag(est.covariance_r))))
     for name, tol in {"base": 0.10, "y_add": 0.10, "slope": 0.25, "omega2_base": 0.25, "omega2_slope": 0.25}.items():
         assert res["se"][name] == pytest.approx(se_r[name], rel=tol), name

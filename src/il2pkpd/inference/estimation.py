@@ -435,6 +435,8 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     omega_hat = nat[n_theta:n_theta + n_k]
     info["eta_shrinkage_percent"] = {n: float(100 * (1 - np.std(modes.eta[:, k], ddof=1) / math.sqrt(omega_hat[k])))
                                      for k, n in enumerate(ml.iiv_names)} if len(modes.eta) > 1 else {}
+    # H_i^-1 at each mode: the conditional covariance of eta_i (what a NUTS mass matrix needs)
+    info["eta_conditional_cov"] = np.linalg.inv(np.asarray(modes.hessian, dtype=float)).tolist()
     info["wall_time_s"] = time.perf_counter() - t_start
     info["residuals"] = _residual_table(ml, unpack(jnp.asarray(u_hat)), modes.eta)
     info["eps_shrinkage_percent"] = _eps_shrinkage(model, info["residuals"])
@@ -536,7 +538,8 @@ class _EstimationScale:
     names: list
 
 
-def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int = 0, proposal: str = "r", inflation: float = 1.0) -> dict:
+def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int = 0, proposal: str = "r", inflation: float = 1.0,
+        progress: bool | Callable = False) -> dict:
     """Parameter uncertainty by sampling importance resampling (Dosne et al. 2016).
 
     ``n_samples`` parameter vectors are drawn from a multivariate normal proposal centred on
@@ -559,6 +562,9 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
         ``chi2_q95`` (the 95th percentile of a chi-square with as many degrees of freedom
         as parameters, which dOFV of resamples should follow when the estimate's
         uncertainty is well described), and the settings.
+
+    ``progress``: ``True`` prints a line every twentieth of the samples (samples done,
+    elapsed seconds); a callable is called as ``progress(done, n_samples)`` after each.
     """
     import scipy.stats
 
@@ -578,7 +584,16 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
     matrix = proposal
     proposal = scipy.stats.multivariate_normal(scale.u_hat, inflation * scale.cov_u[matrix], allow_singular=False)
     samples = proposal.rvs(size=n_samples, random_state=rng).reshape(n_samples, -1)
-    dofv = np.array([scale.objective(u) for u in samples]) - scale.objective_hat
+    every = max(1, n_samples // 20)
+    started = time.perf_counter()
+    objectives = []
+    for i, u in enumerate(samples, 1):  # one at a time: each solves every subject's modes again
+        objectives.append(scale.objective(u))
+        if callable(progress):
+            progress(i, n_samples)
+        elif progress and (i % every == 0 or i == n_samples):
+            print(f"SIR: {i} of {n_samples} samples, {time.perf_counter() - started:.0f} s", flush=True)
+    dofv = np.array(objectives) - scale.objective_hat
     # the target is the likelihood with a flat prior on the natural scale (as NONMEM's
     # parameters): on the estimation scale that carries the Jacobian |d natural / d u|
     log_w = -0.5 * dofv + np.array([scale.log_jacobian(u) for u in samples]) - proposal.logpdf(samples)

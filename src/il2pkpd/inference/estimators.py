@@ -80,7 +80,16 @@ class Nuts(Estimator):
 
     description = "NUTS: draws from the posterior (model-file priors)"
     settings = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "predictive_draws": 200, "init": None,
-                "parameterization": "auto"}
+                "parameterization": "auto", "mass_matrix": "auto"}
+    #: the ways of setting NUTS's inverse mass matrix; those from the init fit need a sampler that takes one
+    MASS_MATRIX = {
+        "adapt": "adapted in warm-up from the identity (the sampler's default)",
+        "init": "started from the init fit's covariance (population block) and conditional covariances (random effects), "
+                "then adapted in warm-up",
+        "fixed": "the init fit's covariance throughout (only the step size adapted in warm-up)",
+    }
+    #: samplers that take a starting inverse mass matrix (nutpie 0.16 and PyMC's BlackJAX path take none)
+    MASS_MATRIX_SAMPLERS = ("numpyro",)
     #: with ``parameterization="auto"`` and an ``init`` fit, a random effect whose eta-shrinkage
     #: is below this (percent) is centred: its data pin each subject's value down
     CENTRED_BELOW_SHRINKAGE = 30.0
@@ -99,8 +108,26 @@ class Nuts(Estimator):
         choice = settings["parameterization"]
         if not (choice in ("auto", *PARAMETERIZATIONS) or isinstance(choice, dict)):
             raise OptionError(f"`parameterization` must be 'auto', 'centered', 'noncentered' or a dict of IIV parameter -> one of those, got {choice!r}")
+        mass = settings["mass_matrix"]
+        if mass not in ("auto", *self.MASS_MATRIX):
+            raise OptionError(f"`mass_matrix` must be 'auto' or one of {list(self.MASS_MATRIX)}, got {mass!r}")
+        if mass in ("init", "fixed") and init is None:
+            raise OptionError(f"`mass_matrix={mass!r}` takes the matrix from a maximum-likelihood fit: give it as `init`")
+        if mass in ("init", "fixed") and settings["sampler"] not in self.MASS_MATRIX_SAMPLERS:
+            raise OptionError(f"`mass_matrix={mass!r}` needs a sampler that takes a starting mass matrix ({list(self.MASS_MATRIX_SAMPLERS)}); "
+                              f"{settings['sampler']!r} takes none")
         if settings["sampler"] in _JAX_SAMPLERS:
             _require_package(settings["sampler"])
+
+    def mass_matrix(self, choice: str, init, sampler: str) -> tuple[str, str]:
+        """The mass-matrix setting used and why (``"auto"``: from the init fit where the sampler takes it)."""
+        if choice != "auto":
+            return choice, "given"
+        if init is None:
+            return "adapt", "auto: no init fit"
+        if sampler not in self.MASS_MATRIX_SAMPLERS:
+            return "adapt", f"auto: sampler {sampler!r} takes no starting mass matrix (sampler='numpyro' does)"
+        return "init", "auto: from the init fit"
 
     def parameterization(self, model, choice, init) -> tuple[dict, str]:
         """Each estimated IIV parameter's parameterisation and the rule that chose it."""
@@ -117,7 +144,8 @@ class Nuts(Estimator):
         rule = f"auto: centered where the init fit's eta-shrinkage < {self.CENTRED_BELOW_SHRINKAGE:g}%, else noncentered"
         return {n: "centered" if shrinkage.get(n, 100.0) < self.CENTRED_BELOW_SHRINKAGE else "noncentered" for n in with_iiv}, rule
 
-    def run(self, model, subjects, *, options, seed, progressbar, sampler, draws, tune, chains, predictive_draws, init, parameterization):
+    def run(self, model, subjects, *, options, seed, progressbar, sampler, draws, tune, chains, predictive_draws, init, parameterization,
+            mass_matrix):
         import arviz as az
         import pymc as pm
         import xarray as xr
@@ -129,19 +157,40 @@ class Nuts(Estimator):
         chosen, rule = self.parameterization(model, parameterization, init)
         pmodel = build_pymc_model(model, subjects, options=options, parameterization=chosen)
         initvals = None if init is None else initial_values(pmodel, init, subjects)
+        mass, mass_rule = self.mass_matrix(mass_matrix, init, sampler)
+        jax_nuts = {"chain_method": "vectorized"}
+        if mass != "adapt":
+            from .warm_start import dispersed_starts, initial_inverse_mass_matrix
+
+            try:
+                inv_mass = initial_inverse_mass_matrix(pmodel, init, subjects)
+            except OptionError as exc:
+                if mass_matrix != "auto":
+                    raise
+                # "auto" takes the matrix where the init fit has one; where it has none, say so
+                warnings.warn(f"mass_matrix='auto': no starting mass matrix from the init fit ({exc}); adapted from the identity",
+                              Il2pkpdWarning, stacklevel=4)
+                mass, mass_rule, inv_mass = "adapt", f"auto: the init fit gives none ({exc})", None
+        if mass != "adapt":
+            # NumPyro ravels PyMC's initial points in initial_point() order, as the matrix is laid out
+            jax_nuts.update(inverse_mass_matrix=inv_mass, dense_mass=True, adapt_mass_matrix=(mass == "init"), jitter=False)
+            initvals = dispersed_starts(pmodel, initvals, inv_mass, chains, seed)
         var_names = estimated_parameters(model) + [f"omega_{n}" for n in random_effect_parameters(model)] + [
             v for v in pmodel.named_vars if v.startswith("sigma_")]
         info = {**_provenance(model, subjects, seed), "method": "nuts", "sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
                 "solver": {"solver": options.solver, "rtol": options.rtol, "atol": options.atol},
                 "initial_values": "the maximum-likelihood fit given as init" if init is not None else "PyMC's defaults (model file)",
-                "parameterization": chosen, "parameterization_rule": rule}
+                "parameterization": chosen, "parameterization_rule": rule,
+                "mass_matrix": {"setting": mass, "rule": mass_rule, "description": self.MASS_MATRIX[mass]}}
+        if mass != "adapt":
+            info["initial_values"] += ("; chains 2.. at draws from its normal approximation (dispersed_starts)" if chains > 1 else "")
         with pmodel:
             if sampler == "nutpie":
                 idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler="nutpie", random_seed=seed, progressbar=progressbar,
                                   backend="jax", compile_kwargs={"gradient_backend": "jax"}, initvals=initvals)
             elif sampler in _JAX_SAMPLERS:
                 idata = pm.sample(draws=draws, tune=tune, chains=chains, nuts_sampler=sampler, random_seed=seed, progressbar=progressbar,
-                                  nuts={"chain_method": "vectorized"}, initvals=initvals)
+                                  nuts=jax_nuts, initvals=initvals)
             else:
                 idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed, progressbar=progressbar,
                                   compile_kwargs={"mode": "JAX"}, initvals=initvals)
@@ -234,14 +283,16 @@ class Marginal(Estimator):
                 return (f"sigma_{obs}" if len(per_observation[obs]) == 1 else f"sigma_{obs}_{key}"), np.asarray
             return name, np.asarray
 
-        estimates = {}
+        estimates, names = {}, {}
         for name, value in est.estimates.items():
             new, transform = fit_name(name)
-            estimates[new] = float(transform(value))
-        info = {**_provenance(model, subjects, seed), "ofv": est.ofv, **{k: v for k, v in est.info.items() if k != "covariance_step"},
+            estimates[new], names[name] = float(transform(value)), new
+        info = {**_provenance(model, subjects, seed), "ofv": est.ofv,
+                **{k: v for k, v in est.info.items() if k not in ("covariance_step", "eta_conditional_cov")},
                 "covariance_step": {k: v for k, v in est.info.get("covariance_step", {}).items() if not k.endswith("_u")},
-                "ebe": {"names": est.iiv_names, "subjects": [str(r.subject) for r in subjects.records], "eta": est.eta.tolist()},
-                "obj_per_subject": est.obj.tolist()}
+                "ebe": {"names": est.iiv_names, "subjects": [str(r.subject) for r in subjects.records], "eta": est.eta.tolist(),
+                        "conditional_cov": est.info["eta_conditional_cov"]},
+                "obj_per_subject": est.obj.tolist(), "fit_names": names}  # table row -> the estimate's name (omega SD, sigma_<obs>)
         if not sir_samples:
             return Fit(model.name, est.table, info, estimates, None)
         import xarray as xr
@@ -250,7 +301,7 @@ class Marginal(Estimator):
             warnings.warn(f"no SIR: it samples from the covariance step's matrix, and the step failed "
                           f"({info['covariance_step'].get('reason')}); the fit has the estimate only", Il2pkpdWarning, stacklevel=4)
             return Fit(model.name, est.table, {**info, "sir": {"ok": False, "reason": "covariance step failed"}}, estimates, None)
-        res = sir(est, n_samples=sir_samples, n_resamples=max(2, sir_samples // 5), seed=seed)
+        res = sir(est, n_samples=sir_samples, n_resamples=max(2, sir_samples // 5), seed=seed, progress=progressbar)
         info["sir"] = {k: v for k, v in res.items() if k != "draws"}
         data_vars = {}
         for name, values in res["draws"].items():

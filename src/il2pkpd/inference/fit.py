@@ -95,7 +95,7 @@ def _subject_data(data, model, covariates=None) -> SubjectData:
 def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOptions | None = None, progressbar: bool = False,
         covariates=None, sampler: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         predictive_draws: int | None = None, init: Fit | None = None, parameterization: str | dict | None = None,
-        sir_samples: int | None = None, priors: bool | None = None, restarts: int | None = None, ofv_tol: float | None = None) -> Fit:
+        mass_matrix: str | None = None, sir_samples: int | None = None, priors: bool | None = None, restarts: int | None = None, ofv_tol: float | None = None) -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -129,7 +129,7 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
 
     Other Parameters
     ----------------
-    sampler, draws, tune, chains, predictive_draws, init, parameterization
+    sampler, draws, tune, chains, predictive_draws, init, parameterization, mass_matrix
         ``method="nuts"`` only. ``sampler``: ``"nutpie"`` (default: Rust NUTS, chains in
         threads), ``"pymc"`` (chains one after another), ``"numpyro"`` or ``"blackjax"``
         (through PyMC's JAX backend, chains vectorised); ``sampler="map"`` is
@@ -142,6 +142,13 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
         where the init fit's eta-shrinkage is below 30%, non-centred otherwise; without
         ``init``, non-centred), ``"centered"``, ``"noncentered"``, or a dict by parameter
         (see :func:`~.pymc_model.build_pymc_model`); the choice is in ``info``.
+        ``mass_matrix``: ``"auto"`` (default: ``"init"`` when ``init`` is given and the
+        sampler takes a starting matrix, i.e. ``sampler="numpyro"``; ``"adapt"`` otherwise),
+        ``"adapt"`` (the sampler's own warm-up from the identity), ``"init"`` (a dense matrix
+        from the init fit, :func:`~.warm_start.initial_inverse_mass_matrix`, then adapted in
+        warm-up; chains 2.. start at draws from the fit's normal approximation), or
+        ``"fixed"`` (that matrix throughout, only the step size adapted: the shortest
+        warm-up). What was used, and why, is in ``info["mass_matrix"]``.
     sir_samples, priors, restarts, ofv_tol
         Maximum-likelihood methods only. ``sir_samples`` (0): draw this many SIR samples
         (:func:`~il2pkpd.inference.estimation.sir`) and keep a fifth as the fit's
@@ -164,7 +171,7 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
         ``observed_data``.
     """
     given = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "predictive_draws": predictive_draws, "init": init,
-             "parameterization": parameterization, "sir_samples": sir_samples, "priors": priors, "restarts": restarts,
+             "parameterization": parameterization, "mass_matrix": mass_matrix, "sir_samples": sir_samples, "priors": priors, "restarts": restarts,
              "ofv_tol": ofv_tol}
     given = {k: v for k, v in given.items() if v is not None}
     if method not in ESTIMATORS:
@@ -209,9 +216,28 @@ def initial_values(pmodel, init: Fit, subjects: SubjectData) -> dict[str, object
             out[z] = eta[:, k] / omega
         if f"eta_{name}" in free:  # a centred random effect
             out[f"eta_{name}"] = eta[:, k]
+    held = held_residual_parameters(init)
+    out.update({name: value for name, value in held.items() if name in free and name not in out})
     missing = sorted(free - set(out))
     if missing:
         raise OptionError(f"`init` has no value for {missing}: fit the same model by maximum likelihood first")
+    return out
+
+
+def held_residual_parameters(init: Fit) -> dict[str, float]:
+    """Residual parameters a maximum-likelihood fit held at the model file's values (no rows of
+    their observation type, ``info["not_estimated"]``), by the PyMC model's names
+    (``sigma_<obs>`` for a one-parameter error model, ``sigma_<obs>_<key>`` otherwise)."""
+    held = init.info.get("not_estimated") or {}
+    by_obs: dict[str, dict] = {}
+    for key, entry in held.items():
+        obs, _, which = key.rpartition("_")
+        by_obs.setdefault(obs, {})[which] = float(entry["value"])
+    out = {}
+    for obs, values in by_obs.items():
+        if len(values) == 1:
+            out[f"sigma_{obs}"] = next(iter(values.values()))
+        out.update({f"sigma_{obs}_{k}": v for k, v in values.items()})
     return out
 
 
