@@ -539,7 +539,7 @@ class _EstimationScale:
 
 
 def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int = 0, proposal: str = "r", inflation: float = 1.0,
-        progress: bool | Callable = False) -> dict:
+        progress: bool | Callable = False, iterations: int = 1) -> dict:
     """Parameter uncertainty by sampling importance resampling (Dosne et al. 2016).
 
     ``n_samples`` parameter vectors are drawn from a multivariate normal proposal centred on
@@ -552,6 +552,18 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
     (modes solved again) minus the estimate's; ``n_resamples`` are drawn without replacement in
     proportion to the ratios.
 
+    ``iterations`` > 1 repeats this as Dosne et al. (2017) do where the first proposal fits the
+    likelihood badly (few effective samples): each further iteration's proposal is the
+    multivariate normal centred on the estimate with the covariance of the previous
+    iteration's resamples (on the estimation scale, no inflation). ``n_samples`` and
+    ``n_resamples`` may then give one value per iteration: Dosne et al. raise the resampled
+    share in later iterations (PsN's default 1000/200, 1000/400, 1000/500, 2000/1000,
+    2000/1000), which keeps each proposal wider than the target. The result is the last
+    iteration's; every iteration's diagnostics are in ``iterations``.
+
+    ``progress``: ``True`` prints a line every twentieth of the samples (samples done,
+    elapsed seconds); a callable is called as ``progress(done, n_samples)`` after each.
+
     Returns
     -------
     dict
@@ -561,10 +573,8 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
         ``failed_samples`` (OFV not finite: weight 0), ``dofv_resamples_q95`` against
         ``chi2_q95`` (the 95th percentile of a chi-square with as many degrees of freedom
         as parameters, which dOFV of resamples should follow when the estimate's
-        uncertainty is well described), and the settings.
-
-    ``progress``: ``True`` prints a line every twentieth of the samples (samples done,
-    elapsed seconds); a callable is called as ``progress(done, n_samples)`` after each.
+        uncertainty is well described), ``iterations`` (those diagnostics per iteration), and
+        the settings.
     """
     import scipy.stats
 
@@ -575,14 +585,52 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
         raise OptionError(f"`proposal` must be one of {sorted(scale.cov_u)}, got {proposal!r}")
     if not (isinstance(inflation, (int, float)) and math.isfinite(inflation) and inflation > 0):
         raise OptionError(f"`inflation` must be a finite number > 0, got {inflation!r}")
+    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
+        raise OptionError(f"`iterations` must be an integer >= 1, got {iterations!r}")
+    per_iteration = {}
     for name, v, lo in (("n_samples", n_samples, 2), ("n_resamples", n_resamples, 1)):
-        if int(v) != v or v < lo:
-            raise OptionError(f"`{name}` must be an integer >= {lo}, got {v!r}")
-    if n_resamples >= n_samples:
-        raise OptionError(f"`n_resamples` must be below `n_samples` (resampling is without replacement), got {n_resamples} >= {n_samples}")
+        values = list(v) if isinstance(v, (list, tuple)) else [v] * int(iterations)
+        if len(values) != iterations:
+            raise OptionError(f"`{name}` must be one integer or one per iteration ({iterations}), got {v!r}")
+        for x in values:
+            if isinstance(x, bool) or int(x) != x or x < lo:
+                raise OptionError(f"`{name}` must be an integer >= {lo} (or one per iteration), got {v!r}")
+        per_iteration[name] = [int(x) for x in values]
+    for m, r in zip(per_iteration["n_samples"], per_iteration["n_resamples"]):
+        if r >= m:
+            raise OptionError(f"`n_resamples` must be below `n_samples` (resampling is without replacement), got {r} >= {m}")
     rng = np.random.default_rng(seed)
-    matrix = proposal
-    proposal = scipy.stats.multivariate_normal(scale.u_hat, inflation * scale.cov_u[matrix], allow_singular=False)
+    k = len(scale.names)
+    chi2_q95 = float(scipy.stats.chi2.ppf(0.95, k))
+    cov = inflation * scale.cov_u[proposal]
+    rounds = []
+    for it in range(1, int(iterations) + 1):
+        m, r = per_iteration["n_samples"][it - 1], per_iteration["n_resamples"][it - 1]
+        picked_u, dofv_picked, w, ok = _sir_round(scale, cov, m, r, rng, progress, f"SIR iteration {it}: " if iterations > 1 else "SIR: ")
+        what = (f"multivariate normal, {'R^-1' if proposal == 'r' else 'R^-1 S R^-1'} x {inflation:g} on the estimation scale (Dosne et al. 2016)"
+                if it == 1 else f"multivariate normal, the covariance of iteration {it - 1}'s resamples (Dosne et al. 2017)")
+        rounds.append({"iteration": it, "n_samples": m, "n_resamples": r, "proposal": what, "ess": float(1.0 / np.sum(w**2)), "max_weight": float(w.max()),
+                       "failed_samples": int(np.sum(~ok)), "dofv_resamples_q95": float(np.percentile(dofv_picked, 95))})
+        cov = np.cov(picked_u, rowvar=False).reshape(k, k)  # the next iteration's proposal
+    draws = np.array([scale.natural(u) for u in picked_u])
+    last = rounds[-1]
+    return {
+        "draws": {n: draws[:, j] for j, n in enumerate(scale.names)},
+        "se": {n: float(np.std(draws[:, j], ddof=1)) for j, n in enumerate(scale.names)},
+        "ci95": {n: np.percentile(draws[:, j], [2.5, 97.5]).tolist() for j, n in enumerate(scale.names)},
+        "ess": last["ess"], "max_weight": last["max_weight"], "failed_samples": last["failed_samples"],
+        "dofv_resamples_q95": last["dofv_resamples_q95"], "chi2_q95": chi2_q95, "iterations": rounds,
+        "n_samples": n_samples, "n_resamples": n_resamples, "seed": seed, "inflation": inflation, "proposal": last["proposal"],
+    }
+
+
+def _sir_round(scale, cov: np.ndarray, n_samples: int, n_resamples: int, rng, progress, label: str):
+    """One SIR iteration: samples from N(u_hat, cov), their importance weights, and the
+    resamples (without replacement). Returns the resamples (estimation scale), their dOFV,
+    the normalised weights and which samples had a finite weight."""
+    import scipy.stats
+
+    proposal = scipy.stats.multivariate_normal(scale.u_hat, cov, allow_singular=False)
     samples = proposal.rvs(size=n_samples, random_state=rng).reshape(n_samples, -1)
     every = max(1, n_samples // 20)
     started = time.perf_counter()
@@ -592,7 +640,7 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
         if callable(progress):
             progress(i, n_samples)
         elif progress and (i % every == 0 or i == n_samples):
-            print(f"SIR: {i} of {n_samples} samples, {time.perf_counter() - started:.0f} s", flush=True)
+            print(f"{label}{i} of {n_samples} samples, {time.perf_counter() - started:.0f} s", flush=True)
     dofv = np.array(objectives) - scale.objective_hat
     # the target is the likelihood with a flat prior on the natural scale (as NONMEM's
     # parameters): on the estimation scale that carries the Jacobian |d natural / d u|
@@ -605,17 +653,7 @@ def sir(est: Estimate, n_samples: int = 1000, n_resamples: int = 200, seed: int 
     if n_nonzero < n_resamples:
         raise OptionError(f"SIR: only {n_nonzero} of {n_samples} samples have a finite OFV, fewer than n_resamples={n_resamples}")
     picked = rng.choice(n_samples, size=n_resamples, replace=False, p=w)
-    draws = np.array([scale.natural(u) for u in samples[picked]])
-    k = len(scale.names)
-    return {
-        "draws": {n: draws[:, j] for j, n in enumerate(scale.names)},
-        "se": {n: float(np.std(draws[:, j], ddof=1)) for j, n in enumerate(scale.names)},
-        "ci95": {n: np.percentile(draws[:, j], [2.5, 97.5]).tolist() for j, n in enumerate(scale.names)},
-        "ess": float(1.0 / np.sum(w**2)), "max_weight": float(w.max()), "failed_samples": int(np.sum(~ok)),
-        "dofv_resamples_q95": float(np.percentile(dofv[picked], 95)), "chi2_q95": float(scipy.stats.chi2.ppf(0.95, k)),
-        "n_samples": n_samples, "n_resamples": n_resamples, "seed": seed, "inflation": inflation,
-        "proposal": f"multivariate normal, {'R^-1' if matrix == 'r' else 'R^-1 S R^-1'} on the estimation scale (Dosne et al. 2016)",
-    }
+    return samples[picked], dofv[picked], w, ok
 
 
 def _covariance_step(gradient_at, u_hat, jac_hat, natural, sandwich: bool = True):
