@@ -47,6 +47,7 @@ def main() -> None:
                     help="fit without the IIV of this parameter (NONMEM practice when its variance went to 0); the data keep it")
     ap.add_argument("--sir", type=int, default=0, metavar="N",
                     help="also draw N SIR samples (Dosne et al. 2016; a fifth kept) and report SIR 90%% intervals (percentiles 5-95)")
+    ap.add_argument("--sir-iterations", type=int, default=1, help="iterate SIR (fit(sir_iterations=...); Dosne et al. 2017)")
     ap.add_argument("--save-fit", type=Path, default=None, metavar="FOLDER",
                     help="also write the fit folder (write_fit): bench_recovery.py --init FOLDER starts NUTS from it")
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -84,7 +85,7 @@ def main() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Il2pkpdWarning)
         fit = il2pkpd.fit(model, data, method="focei", options=options, ofv_tol=args.ofv_tol, progressbar=True,  # a line per iteration
-                          sir_samples=args.sir)
+                          sir_samples=args.sir, **({"sir_iterations": args.sir_iterations} if args.sir else {}))
     wall = time.perf_counter() - t0
     if args.save_fit is not None:
         from il2pkpd.io.fits import write_fit

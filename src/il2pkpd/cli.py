@@ -511,6 +511,7 @@ def fit(
     init: Annotated[Optional[Path], typer.Option(help="nuts: start from this maximum-likelihood fit folder (il2pkpd fit --method focei): its estimates, conditional modes and, with --sampler numpyro, its covariance as the mass matrix.")] = None,
     mass_matrix: Annotated[Optional[str], typer.Option(help="nuts: auto (from --init where the sampler takes it), adapt, init (start from --init's covariance, then adapt) or fixed [default: auto].")] = None,
     sir: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: SIR samples for parameter uncertainty (a fifth kept as draws) [default: 0, none].")] = None,
+    sir_iterations: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: iterate SIR this many times, each proposal the previous resamples' covariance (Dosne et al. 2017) [default: 1].")] = None,
     priors: Annotated[bool, typer.Option("--priors", help="focei/foce/laplace: MAP-FOCE-I with the model file's priors.")] = False,
     restarts: Annotated[Optional[int], typer.Option(help="focei/foce/laplace: estimate again from this many perturbed starts, keep the best [default: 0].")] = None,
     ofv_tol: Annotated[Optional[float], typer.Option(help="focei/foce/laplace: stop once the OFV falls by less than this over 5 iterations, parameters steady to ~3 digits [default: L-BFGS-B's gradient test].")] = None,
@@ -547,7 +548,7 @@ def fit(
             init_fit = load_fit(init, model=m)
         except DataFormatError as exc:
             raise DataFormatError(f"--init: {exc}") from None
-    settings = {"draws": draws, "tune": tune, "chains": chains, "sampler": sampler, "sir_samples": sir, "restarts": restarts,
+    settings = {"draws": draws, "tune": tune, "chains": chains, "sampler": sampler, "sir_samples": sir, "sir_iterations": sir_iterations, "restarts": restarts,
                 "priors": True if priors else None, "ofv_tol": ofv_tol, "init": init_fit, "mass_matrix": mass_matrix}
     settings = {k: v for k, v in settings.items() if v is not None}  # given ones only: the method refuses what it does not take
     with console.status(f"fitting {m.name} to {data} ({sampler or method}) ..."), warnings.catch_warnings(record=True) as caught:

@@ -70,6 +70,23 @@ def test_fit_method_focei_from_a_csv_to_a_fit_folder_and_simulate(tmp_path):
     assert np.isfinite(np.asarray(sim["y"])).all()
 
 
+def test_fit_iterates_sir_on_psns_schedule(tmp_path):
+    """``sir_iterations=2``: two SIR iterations of ``sir_samples`` each, keeping 20% then 40%
+    (PsN's schedule); the second iteration's resamples are the fit's draws, and their SDs
+    agree with the covariance step's SEs of this near-normal linear model within 35% (40
+    resamples; the oracle of test_estimation.py's SIR tests)."""
+    from il2pkpd.errors import OptionError
+
+    _dataset(tmp_path / "data.csv", n=16)
+    fit = il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sir_samples=100, sir_iterations=2, seed=3)
+    rounds = fit.info["sir"]["iterations"]
+    assert [(r["n_samples"], r["n_resamples"]) for r in rounds] == [(100, 20), (100, 40)]
+    base = np.asarray(fit.idata["posterior"]["base"]).ravel()
+    assert base.size == 40 and base.std(ddof=1) == pytest.approx(float(fit.summary.loc["base", "se"]), rel=0.35)
+    with pytest.raises(OptionError, match=r"`sir_iterations=2` iterates SIR: give `sir_samples` too"):
+        il2pkpd.fit(DATA / "linear_growth.toml", tmp_path / "data.csv", method="focei", sir_iterations=2)
+
+
 def test_cli_fit_method_focei_and_bad_method(tmp_path):
     _dataset(tmp_path / "data.csv", n=6)
     args = [sys.executable, "-m", "il2pkpd", "fit", "--model", str(DATA / "linear_growth.toml"), "--data", str(tmp_path / "data.csv")]

@@ -244,7 +244,7 @@ class JointMap(Estimator):
 class Marginal(Estimator):
     """Maximum likelihood by a Laplace-type method of :data:`~il2pkpd.likelihood.METHODS`."""
 
-    settings = {"sir_samples": 0, "priors": False, "restarts": 0, "ofv_tol": None}
+    settings = {"sir_samples": 0, "sir_iterations": 1, "priors": False, "restarts": 0, "ofv_tol": None}
     solver_defaults = "estimate"
 
     def __init__(self, method: str):
@@ -255,6 +255,9 @@ class Marginal(Estimator):
         n = settings["sir_samples"]
         if isinstance(n, bool) or int(n) != n or n < 0 or 0 < n < 10:
             raise OptionError(f"`sir_samples` must be 0 (none) or an integer >= 10, got {n!r}")
+        _positive_int("sir_iterations", settings["sir_iterations"])
+        if settings["sir_iterations"] > 1 and not n:
+            raise OptionError(f"`sir_iterations={settings['sir_iterations']}` iterates SIR: give `sir_samples` too")
         _positive_int("restarts", settings["restarts"], lowest=0)
         if not isinstance(settings["priors"], bool):
             raise OptionError(f"`priors` must be True or False, got {settings['priors']!r}")
@@ -262,7 +265,10 @@ class Marginal(Estimator):
         if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and math.isfinite(tol) and tol > 0):
             raise OptionError(f"`ofv_tol` must be a positive number (an OFV change, e.g. 1e-3), got {tol!r}")
 
-    def run(self, model, subjects, *, options, seed, progressbar, sir_samples, priors, restarts, ofv_tol):
+    #: the share of samples resampled in SIR iteration 1, 2, 3 and after (PsN's default schedule, Dosne et al. 2017)
+    SIR_RESAMPLED_SHARE = (0.2, 0.4, 0.5)
+
+    def run(self, model, subjects, *, options, seed, progressbar, sir_samples, sir_iterations, priors, restarts, ofv_tol):
         from .estimation import estimate, sir
         from .fit import Fit
 
@@ -301,7 +307,9 @@ class Marginal(Estimator):
             warnings.warn(f"no SIR: it samples from the covariance step's matrix, and the step failed "
                           f"({info['covariance_step'].get('reason')}); the fit has the estimate only", Il2pkpdWarning, stacklevel=4)
             return Fit(model.name, est.table, {**info, "sir": {"ok": False, "reason": "covariance step failed"}}, estimates, None)
-        res = sir(est, n_samples=sir_samples, n_resamples=max(2, sir_samples // 5), seed=seed, progress=progressbar)
+        shares = [self.SIR_RESAMPLED_SHARE[min(i, len(self.SIR_RESAMPLED_SHARE) - 1)] for i in range(sir_iterations)]
+        res = sir(est, n_samples=[sir_samples] * sir_iterations, n_resamples=[max(2, int(sir_samples * f)) for f in shares], seed=seed,
+                  progress=progressbar, iterations=sir_iterations)
         info["sir"] = {k: v for k, v in res.items() if k != "draws"}
         data_vars = {}
         for name, values in res["draws"].items():

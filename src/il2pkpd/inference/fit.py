@@ -95,7 +95,7 @@ def _subject_data(data, model, covariates=None) -> SubjectData:
 def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOptions | None = None, progressbar: bool = False,
         covariates=None, sampler: str | None = None, draws: int | None = None, tune: int | None = None, chains: int | None = None,
         predictive_draws: int | None = None, init: Fit | None = None, parameterization: str | dict | None = None,
-        mass_matrix: str | None = None, sir_samples: int | None = None, priors: bool | None = None, restarts: int | None = None, ofv_tol: float | None = None) -> Fit:
+        mass_matrix: str | None = None, sir_samples: int | None = None, sir_iterations: int | None = None, priors: bool | None = None, restarts: int | None = None, ofv_tol: float | None = None) -> Fit:
     """Fit ``model`` to ``data`` (a NONMEM-style dataset or a list of Records).
 
     Parameters
@@ -149,11 +149,14 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
         warm-up; chains 2.. start at draws from the fit's normal approximation), or
         ``"fixed"`` (that matrix throughout, only the step size adapted: the shortest
         warm-up). What was used, and why, is in ``info["mass_matrix"]``.
-    sir_samples, priors, restarts, ofv_tol
+    sir_samples, sir_iterations, priors, restarts, ofv_tol
         Maximum-likelihood methods only. ``sir_samples`` (0): draw this many SIR samples
         (:func:`~il2pkpd.inference.estimation.sir`) and keep a fifth as the fit's
         ``idata["posterior"]``, labelled as SIR parameter uncertainty (or, with priors, the
         MAP-FOCE-I posterior), which ``simulate(params=fit)`` and sweeps draw from.
+        ``sir_iterations`` (1): iterate SIR (Dosne et al. 2017), each iteration drawing
+        ``sir_samples`` from the previous resamples' covariance and keeping 20%, 40%, then
+        50% of them (PsN's schedule); the last iteration's resamples are the draws.
         ``priors`` (False): MAP-FOCE-I with the model file's priors. ``restarts`` (0):
         estimate again from perturbed starts and keep the lowest objective. ``ofv_tol``
         (None): stop once the OFV has stopped falling (by less than this over 5 iterations,
@@ -171,7 +174,7 @@ def fit(model, data, *, method: str = "nuts", seed: int = 0, options: SolverOpti
         ``observed_data``.
     """
     given = {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "predictive_draws": predictive_draws, "init": init,
-             "parameterization": parameterization, "mass_matrix": mass_matrix, "sir_samples": sir_samples, "priors": priors, "restarts": restarts,
+             "parameterization": parameterization, "mass_matrix": mass_matrix, "sir_samples": sir_samples, "sir_iterations": sir_iterations, "priors": priors, "restarts": restarts,
              "ofv_tol": ofv_tol}
     given = {k: v for k, v in given.items() if v is not None}
     if method not in ESTIMATORS:
