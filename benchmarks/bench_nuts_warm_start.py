@@ -63,7 +63,7 @@ def main() -> None:
     from il2pkpd.inference.estimators import ESTIMATORS
     from il2pkpd.inference.fit import initial_values
     from il2pkpd.inference.pymc_model import build_pymc_model
-    from il2pkpd.inference.warm_start import _rv_names, _transform, initial_inverse_mass_matrix
+    from il2pkpd.inference.warm_start import _transform, flat_layout, initial_inverse_mass_matrix
     from il2pkpd.io.fits import load_fit
     from il2pkpd.io.nonmem import from_dataframe
     from il2pkpd.io.output import atomic_write
@@ -82,20 +82,14 @@ def main() -> None:
     start = initial_values(pmodel, init, subjects)
     inv_mass = initial_inverse_mass_matrix(pmodel, init, subjects)
 
-    rv_of = _rv_names(pmodel)
-    layout = [(rv_of[v], np.shape(x)) for v, x in pmodel.initial_point().items()]
-    sizes = [int(np.prod(s)) if s else 1 for _, s in layout]
-    u0 = np.concatenate([_transform(pmodel, n)(start[n]).ravel() for n, _ in layout])
+    layout = flat_layout(pmodel)
+    u0 = np.concatenate([_transform(pmodel, n)(start[n]).ravel() for n, _, _ in layout])
     # PyMC's flag reads backwards: negative_logp=False returns -log p (what pymc.sampling.jax hands
     # NumPyro as its potential), as a function of the value variables in initial_point() order
     neg_logp = get_jaxified_logp(pmodel, negative_logp=False)
 
     def unflatten(u):
-        out, offset = [], 0
-        for (_, shape), k in zip(layout, sizes):
-            out.append(u[offset:offset + k].reshape(shape))
-            offset += k
-        return out
+        return [u[s].reshape(shape) for _, s, shape in layout]
 
     def potential(u):  # the negative log posterior
         return neg_logp(unflatten(u))

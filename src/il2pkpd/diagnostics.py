@@ -211,12 +211,13 @@ def pc_vpc(fit, model, subjects, observation: str, *, n_rep: int = 100, bins: in
 
 def _error_estimates(fit, model) -> dict:
     from .likelihood import default_error_params
+    from .model import residual_parameter_name
 
     out = {}
     for name, params in default_error_params(model).items():
         out[name] = {}
         for key, value in params.items():
-            var = f"sigma_{name}" if len(params) == 1 else f"sigma_{name}_{key}"
+            var = residual_parameter_name(name, key, len(params))
             out[name][key] = float(fit.estimates.get(var, value))
     return out
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import Il2pkpdWarning, OptionError
 from ..likelihood import METHODS, SubjectData
-from ..model import model_hash
+from ..model import model_hash, residual_parameter_name
 from ..solve import SolverOptions
 from .pymc_model import PARAMETERIZATIONS
 
@@ -170,11 +170,11 @@ class Nuts(Estimator):
                 # "auto" takes the matrix where the init fit has one; where it has none, say so
                 warnings.warn(f"mass_matrix='auto': no starting mass matrix from the init fit ({exc}); adapted from the identity",
                               Il2pkpdWarning, stacklevel=4)
-                mass, mass_rule, inv_mass = "adapt", f"auto: the init fit gives none ({exc})", None
-        if mass != "adapt":
-            # NumPyro ravels PyMC's initial points in initial_point() order, as the matrix is laid out
-            jax_nuts.update(inverse_mass_matrix=inv_mass, dense_mass=True, adapt_mass_matrix=(mass == "init"), jitter=False)
-            initvals = dispersed_starts(pmodel, initvals, inv_mass, chains, seed)
+                mass, mass_rule = "adapt", f"auto: the init fit gives none ({exc})"
+            else:
+                # NumPyro ravels PyMC's initial points in initial_point() order, as the matrix is laid out
+                jax_nuts.update(inverse_mass_matrix=inv_mass, dense_mass=True, adapt_mass_matrix=(mass == "init"), jitter=False)
+                initvals = dispersed_starts(pmodel, initvals, inv_mass, chains, seed)
         var_names = estimated_parameters(model) + [f"omega_{n}" for n in random_effect_parameters(model)] + [
             v for v in pmodel.named_vars if v.startswith("sigma_")]
         info = {**_provenance(model, subjects, seed), "method": "nuts", "sampler": sampler, "draws": draws, "tune": tune, "chains": chains,
@@ -286,7 +286,7 @@ class Marginal(Estimator):
                 return f"omega_{name[7:]}", np.sqrt  # the SD, as model files and simulate() take it
             if kinds[name] == "SIGMA":
                 obs, key = name.rsplit("_", 1)
-                return (f"sigma_{obs}" if len(per_observation[obs]) == 1 else f"sigma_{obs}_{key}"), np.asarray
+                return residual_parameter_name(obs, key, len(per_observation[obs])), np.asarray
             return name, np.asarray
 
         estimates, names = {}, {}

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import DataFormatError, Il2pkpdWarning, OptionError
 from ..model import model_hash as model_hash
+from ..model import residual_parameter_name
 from ..solve import SolverOptions
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from ..likelihood import SubjectData, subject_data
@@ -236,12 +237,8 @@ def held_residual_parameters(init: Fit) -> dict[str, float]:
     for key, entry in held.items():
         obs, _, which = key.rpartition("_")
         by_obs.setdefault(obs, {})[which] = float(entry["value"])
-    out = {}
-    for obs, values in by_obs.items():
-        if len(values) == 1:
-            out[f"sigma_{obs}"] = next(iter(values.values()))
-        out.update({f"sigma_{obs}_{k}": v for k, v in values.items()})
-    return out
+    # an observation type without rows has every parameter of its error model held
+    return {residual_parameter_name(obs, k, len(values)): v for obs, values in by_obs.items() for k, v in values.items()}
 
 
 def warn_convergence(idata, summary) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model import residual_parameter_name
 from ..simulation import apply_iiv
 
 __all__ = ["individual_theta_draws", "error_param_draws", "derived_groups", "thin_indices"]
@@ -43,7 +44,7 @@ def error_param_draws(model, posterior) -> dict[str, dict[str, np.ndarray]]:
     for name, params in default_error_params(model).items():
         out[name] = {}
         for key, value in params.items():
-            var = f"sigma_{name}" if len(params) == 1 else f"sigma_{name}_{key}"
+            var = residual_parameter_name(name, key, len(params))
             out[name][key] = np.asarray(posterior[var].values) if var in posterior else np.full(posterior[next(iter(posterior.data_vars))].shape[:2], value)
     return out
 

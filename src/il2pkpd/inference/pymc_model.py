@@ -22,7 +22,7 @@ import numpy as np
 
 from ..dosing import Records
 from ..errors import DataFormatError, ModelSpecError, OptionError
-from ..model import ERROR_MODEL_PARAMETERS
+from ..model import ERROR_MODEL_PARAMETERS, residual_parameter_name
 from ..likelihood import JointLoglik, SubjectData
 from ..simulation import apply_iiv
 from ..solve import SolverOptions
@@ -134,7 +134,7 @@ def build_pymc_model(model, subjects: SubjectData | Sequence[Records], *, option
             keys = _ERROR_KEYS[o.error.model]
             errors[o.name] = {}
             for k in keys:
-                name = f"sigma_{o.name}" if len(keys) == 1 else f"sigma_{o.name}_{k}"
+                name = residual_parameter_name(o.name, k, len(keys))
                 errors[o.name][k] = pm.HalfNormal(name, sigma=sigma_prior(getattr(o.error, k))["sd"])
 
         def joint(th, cv, err):

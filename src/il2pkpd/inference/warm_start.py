@@ -26,12 +26,20 @@ import numpy as np
 from ..errors import OptionError
 from .fit import held_residual_parameters
 
-__all__ = ["initial_inverse_mass_matrix", "dispersed_starts"]
+__all__ = ["initial_inverse_mass_matrix", "dispersed_starts", "flat_layout"]
 
 
-def _rv_names(pmodel) -> dict[str, str]:
-    """Value variable name (``omega_base_log__``, ``base``) -> its random variable's name."""
-    return {value.name: rv.name for rv, value in pmodel.rvs_to_values.items()}
+def flat_layout(pmodel) -> list[tuple[str, slice, tuple]]:
+    """Where each free variable sits in the sampler's flat unconstrained vector:
+    ``(random variable's name, slice, shape)`` in ``pmodel.initial_point()`` order (the order
+    PyMC's JAX samplers ravel their initial points in)."""
+    rv_of = {value.name: rv.name for rv, value in pmodel.rvs_to_values.items()}
+    layout, offset = [], 0
+    for value_name, value in pmodel.initial_point().items():
+        size = int(np.size(value))
+        layout.append((rv_of[value_name], slice(offset, offset + size), np.shape(value)))
+        offset += size
+    return layout
 
 
 def _transform(pmodel, rv_name: str, direction: str = "forward"):
@@ -119,21 +127,16 @@ def initial_inverse_mass_matrix(pmodel, init, subjects) -> np.ndarray:
         raise OptionError("the init fit has no conditional covariances of its random effects (fitted before they were recorded): "
                           "refit it, or use mass_matrix='adapt'")
 
-    rv_names = _rv_names(pmodel)
-    blocks = []  # (slice in the flat vector, random variable's name)
-    offset = 0
-    for value_name, value in pmodel.initial_point().items():
-        size = int(np.size(value))
-        rv_name = rv_names[value_name]
-        blocks.append((slice(offset, offset + size), rv_name))
-        offset += size
-    inv_mass = np.zeros((offset, offset))
+    layout = flat_layout(pmodel)
+    size = layout[-1][1].stop if layout else 0
+    inv_mass = np.zeros((size, size))
 
-    population = [(s, n) for s, n in blocks if not n.startswith(("z_", "eta_"))]
+    population = [(s, n) for n, s, _ in layout if not n.startswith(("z_", "eta_"))]
     # residual parameters of an observation type without rows: the data say nothing of them,
     # so their posterior is their prior, whose variance on the unconstrained scale is taken
     # from prior draws
-    held = [(s, n) for s, n in population if n not in index and n in held_residual_parameters(init)]
+    held_names = held_residual_parameters(init)
+    held = [(s, n) for s, n in population if n not in index and n in held_names]
     for s, name in held:
         inv_mass[s, s] = _prior_variance(pmodel, name)
     population = [(s, n) for s, n in population if (s, n) not in held]
@@ -153,20 +156,19 @@ def initial_inverse_mass_matrix(pmodel, init, subjects) -> np.ndarray:
     flat = np.concatenate([np.arange(s.start, s.stop) for s, _ in population]) if population else np.array([], int)
     inv_mass[np.ix_(flat, flat)] = pop_cov
 
-    random = {n: s for s, n in blocks if n.startswith(("z_", "eta_"))}
-    for name in {n.split("_", 1)[1] for n in random}:
-        if name not in iiv:
-            raise OptionError(f"the init fit has no random effect on {name!r}: fit the same model by maximum likelihood first")
-    for i in range(len(ids)):
-        present = [(k, n) for k, n in enumerate(iiv) if f"z_{n}" in random or f"eta_{n}" in random]
-        for k, a in present:
-            for m, b in present:
-                pos = []
-                for kk, n in ((k, a), (m, b)):
-                    s = random.get(f"z_{n}", random.get(f"eta_{n}"))
-                    div = float(init.estimates[f"omega_{n}"]) if f"z_{n}" in random else 1.0  # z = eta / omega
-                    pos.append((s.start + i, div))
-                inv_mass[pos[0][0], pos[1][0]] = cond[i, k, m] / (pos[0][1] * pos[1][1])
+    # each sampled random effect: (its index in the fit's eta, its slice, the divisor taking
+    # eta to the sampled coordinate: omega for the non-centred z = eta / omega, 1 for eta)
+    effects = []
+    for n, s, _ in layout:
+        if n.startswith(("z_", "eta_")):
+            name = n.split("_", 1)[1]
+            if name not in iiv:
+                raise OptionError(f"the init fit has no random effect on {name!r}: fit the same model by maximum likelihood first")
+            effects.append((iiv.index(name), s, float(init.estimates[f"omega_{name}"]) if n.startswith("z_") else 1.0))
+    subject = np.arange(len(ids))
+    for k, sk, dk in effects:  # within a subject: its conditional covariance; across subjects: none
+        for m, sm, dm in effects:
+            inv_mass[sk.start + subject, sm.start + subject] = cond[:, k, m] / (dk * dm)
 
     inv_mass = 0.5 * (inv_mass + inv_mass.T)
     eig = np.linalg.eigvalsh(inv_mass)
@@ -182,13 +184,7 @@ def dispersed_starts(pmodel, start: dict, inv_mass: np.ndarray, chains: int, see
     scale, ``L L^T = inv_mass`` and ``e`` standard normal (a draw from the normal approximation)."""
     rng = np.random.default_rng(seed)
     chol = np.linalg.cholesky(inv_mass)
-    rv_names = _rv_names(pmodel)
-    layout, offset = [], 0
-    for value_name, value in pmodel.initial_point().items():
-        size = int(np.size(value))
-        rv_name = rv_names[value_name]
-        layout.append((rv_name, slice(offset, offset + size), np.shape(value)))
-        offset += size
+    layout = flat_layout(pmodel)
     forward = {n: _transform(pmodel, n) for n, _, _ in layout}
     backward = {n: _transform(pmodel, n, "backward") for n, _, _ in layout}
     u0 = np.concatenate([forward[n](start[n]).ravel() for n, _, _ in layout])

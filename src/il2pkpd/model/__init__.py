@@ -16,5 +16,6 @@ from ._spec import (
     ParamSpec as ParamSpec,
     StateSpec as StateSpec,
     build_model as build_model,
+    residual_parameter_name as residual_parameter_name,
 )
 from ._hash import model_hash as model_hash

@@ -56,6 +56,14 @@ ERROR_MODELS: dict[str, tuple[str, ...]] = {
     "combined": ("add", "prop"),
     "lognormal": ("sigma",),
 }
+
+
+def residual_parameter_name(observation: str, key: str, n_keys: int) -> str:
+    """The name a fit gives a residual error parameter: ``sigma_<observation>`` when its error
+    model has one parameter (``n_keys == 1``), ``sigma_<observation>_<key>`` otherwise."""
+    return f"sigma_{observation}" if n_keys == 1 else f"sigma_{observation}_{key}"
+
+
 _RESERVED = {"t", "time", "pi", "E", "I", "inf", "nan"} | set(FUNCTIONS)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE = re.compile(r"^[SL]\d{1,3}$")  # BRIEF ids S1..S112; L1.. are docs/sources.md (this project's)
