@@ -84,8 +84,8 @@ def main() -> None:
     ap.add_argument("--mass-matrix", default="auto", help="fit(mass_matrix=...): auto, adapt, init or fixed")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
-    if args.sampler == "numpyro":  # NumPyro vectorises chains; the likelihood's subjects then run on one device
-        os.environ.setdefault("IL2PKPD_CPU_DEVICES", "1")
+    if args.sampler == "numpyro":  # NumPyro runs the chains one after another on CPU; each splits its subjects over the cores
+        os.environ.setdefault("IL2PKPD_CPU_DEVICES", "all")
 
     import il2pkpd
     from il2pkpd.design import designs, simulate_trial

@@ -44,21 +44,15 @@ def main() -> None:
                      f"{r.replicated_q05:.4g} - {r.replicated_q95:.4g} | {'yes' if r.inside else '**no**'} |")
     ppc = "\n".join(lines)
     info = fit.info
-    rounds = ["| round | proposals | Pareto k-hat (pool so far) | importance ESS | failed to solve |", "|---|---|---|---|---|"]
-    for r in info.get("importance_rounds", []):
-        rounds.append(f"| {r['round']} | {r['proposals']} | {r['pareto_khat']:.3f} | {r['importance_ess']:.1f} | {r['failed_to_solve']} |")
-    rounds = "\n".join(rounds) if "importance_rounds" in info else "(One importance round from the Laplace normal: this fit predates the adaptive rounds.)"
     split = finale_split(fit, model, predictions=predictions)
     finale = _finale_text(split, s, bool(info.get("event_evidence")))
     psense = _psense_table(fit, s)
     text = (ROOT / "fits" / "README.template.md").read_text()
     text = (text.replace("{{PARAMS}}", params).replace("{{CHECKS}}", ppc)
-            .replace("{{KHAT}}", f"{info['pareto_khat']:.2f}").replace("{{ESS}}", f"{info['importance_ess']:.0f}")
-            .replace("{{DRAWS}}", str(info["draws"])).replace("{{WALL}}", f"{info['wall_time_s'] / 60:.0f}")
+            .replace("{{DIAGNOSTICS}}", _diagnostics_text(info)).replace("{{WALL}}", f"{info['wall_time_s'] / 60:.0f}")
             .replace("{{LOGP}}", f"{info['log_posterior_mode']:.2f}").replace("{{NVIRT}}", str(info["n_virtual"]))
-            .replace("{{NCHECK}}", str(args.draws)).replace("{{FAILED}}", str(info.get("proposals_failed_to_solve", "?")))
-            .replace("{{APPROX}}", _approx_text(info)).replace("{{PROPOSALS}}", str(info.get("proposals", info["draws"])))
-            .replace("{{ROUNDS}}", rounds).replace("{{METHOD}}", info["method"]).replace("{{FINALE}}", finale).replace("{{PSENSE}}", psense))
+            .replace("{{NCHECK}}", str(args.draws)).replace("{{METHOD}}", info["method"]).replace("{{FINALE}}", finale)
+            .replace("{{PSENSE}}", psense))
     atomic_write(ROOT / "fits" / "README.md", lambda p: p.write_text(text))
     print(ppc)
     print(params)
@@ -118,10 +112,38 @@ def _psense_table(fit, summary) -> str:
         lines.append(f"| `{name}` | {r['prior']:.3f} | {r['likelihood']:.3f} | {r['diagnosis']} |")
     note = (f"\n\nThe parameters the data inform (posterior SD below 80% of the prior's) are listed. Read the numbers against the "
             f"noise of this estimate: the parameters the data do not inform, whose likelihood sensitivity is near 0 in truth, show up "
-            f"to {floor:.3f} here (the draws are resampled from an importance ESS of {fit.info['importance_ess']:.0f}), so a likelihood "
+            f"to {floor:.3f} here ({_draws_origin(fit.info)}), so a likelihood "
             "sensitivity below that, and the 0.05 threshold of the diagnosis column, cannot be told from 0 with these draws. The prior "
             "sensitivities of all parameters are in `fits/ivory-published/psense.csv`.")
     return "\n".join(lines) + note
+
+
+def _diagnostics_text(info: dict) -> str:
+    """The sampler's own check, in words and a table: importance rounds, or SMC stages."""
+    smc = info.get("smc")
+    if smc is not None:
+        lines = ["| stage | beta | ESS share before resampling | acceptance | Metropolis steps | moved | correlation with start |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in smc["stages"]:
+            lines.append(f"| {r['stage']} | {r['beta']:.4g} | {r['ess_share']:.2f} | {r['acceptance']:.2f} | {r['steps']} | "
+                         f"{r['moved_share']:.0%} | {r['correlation_with_start']:.3f} |")
+        verdict = ("every stage's moves passed that check." if smc["moves_mixed"] else
+                   "**some stages stopped their moves at the step limit before passing it**: the draws may under-represent the spread.")
+        return (f"{info['draws']} stored draws of {smc['particles']} particles, {smc['evaluations']} evaluations of the log posterior; "
+                f"log marginal likelihood {smc['log_evidence']:.2f}. The check: {smc['check']}; {verdict}\n\n" + "\n".join(lines))
+    rounds = ["| round | proposals | Pareto k-hat (pool so far) | importance ESS | failed to solve |", "|---|---|---|---|---|"]
+    for r in info.get("importance_rounds", []):
+        rounds.append(f"| {r['round']} | {r['proposals']} | {r['pareto_khat']:.3f} | {r['importance_ess']:.1f} | {r['failed_to_solve']} |")
+    rounds = "\n".join(rounds) if "importance_rounds" in info else "(One importance round from the Laplace normal: this fit predates the adaptive rounds.)"
+    return (f"{info['draws']} stored draws from {info.get('proposals', info['draws'])} proposals; Pareto k-hat = {info['pareto_khat']:.2f}, "
+            f"importance ESS = {info['importance_ess']:.0f}, {info.get('proposals_failed_to_solve', '?')} proposals failed to solve. "
+            f"{_approx_text(info)}\n\n{rounds}")
+
+
+def _draws_origin(info: dict) -> str:
+    if info.get("smc") is not None:
+        return f"the draws are {info['draws']} SMC particles"
+    return f"the draws are resampled from an importance ESS of {info['importance_ess']:.0f}"
 
 
 def _approx_text(info: dict) -> str:

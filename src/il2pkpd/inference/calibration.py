@@ -28,6 +28,15 @@ mixture weights) until the Pareto k-hat of the weights is below 0.7, and importa
 The draws are then corrected to the exact posterior; where k-hat stays at or above 0.7 the
 draws are the Laplace normal, labelled so (``info["approximation"] == "laplace"``), and
 ``scripts/calibrate_published.py`` refuses to store them as the default posterior.
+
+``sampler="smc"`` replaces the importance rounds by tempered SMC from the same Laplace
+proposal (:func:`~.smc.tempered_smc`): where a few directions of the posterior are curved or
+skewed, the importance weights degenerate (k-hat >= 0.7 on IVORY in every configuration
+tried), while tempering carries the particles there in steps with Metropolis moves. Its check
+(``info["smc"]["moves_mixed"]``): every stage's moves decorrelated the particles from where the
+stage began; the script refuses to store a run that fails it. It costs many more evaluations
+than importance sampling (particles x ~10-30 Metropolis steps x stages), and checkpoints after
+every step so that a run longer than a working session resumes.
 """
 
 from __future__ import annotations
@@ -54,6 +63,20 @@ _EPS = 0.05  # relative dose step for dose-response slopes (central difference)
 #: hazard-ratio evidence on beta_tbr (``event_evidence``): reported HR row -> the row of the TBR
 #: difference it is per (uncertain, [I])
 _HR_EVIDENCE = {"figueroa_tertile_hr": "figueroa_tertile_dtbr", "biovasc_suvmax_hr": "suv_to_tbr"}
+#: posterior samplers of :func:`calibrate_published` (``sampler=``)
+POSTERIOR_SAMPLERS = {
+    "importance": "adaptive multiple importance sampling from the Laplace normal, Pareto-smoothed resampling",
+    "smc": "tempered SMC from the Laplace normal (il2pkpd.inference.smc)",
+}
+#: ``info["method"]`` by what the draws are (``info["approximation"]``)
+_METHOD_TEXT = {
+    "importance": "mode + Laplace (unconstrained) + adaptive multiple importance sampling ({proposal} proposals, deterministic "
+                  "mixture weights) + Pareto-smoothed importance resampling",
+    "laplace": "mode + Laplace (unconstrained): draws of the first proposal ({proposal}); importance correction failed its k-hat check",
+    "smc": "mode + Laplace (unconstrained) + tempered SMC from the Laplace {proposal} (random-walk Metropolis moves with the "
+           "particles' covariance)",
+}
+_SMC_CORRELATION = 0.1  # tempered_smc's stopping rule for its moves, and the check on it
 _DAY_EOT = 61.0  # IVORY end-of-treatment PET (BRIEF 1.2: ~day 61 after the first dose)
 _YEAR2 = 730.5
 
@@ -259,7 +282,8 @@ class PublishedCalibration:
 def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: int = 0, maxiter: int = 200,
                         options: SolverOptions | None = None, progress=None, proposals: int = 600, rounds: int = 5, min_ess: float = 400.0,
                         event_evidence: bool = False, proposal_df: float | None = None, inflate: float = 1.0, confirm: int = 1,
-                        prior_block: bool = False):
+                        prior_block: bool = False, sampler: str = "importance", particles: int = 400, smc_state: dict | None = None,
+                        on_stage=None):
     """Posterior of ``model`` given the published evidence (see the module docstring).
 
     ``proposals`` per adaptive importance round (at least 100), at most ``rounds`` rounds, which
@@ -301,6 +325,17 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         raise OptionError(f"`inflate` must be >= 1, got {inflate!r}")
     if int(confirm) != confirm or not 1 <= confirm <= rounds:
         raise OptionError(f"`confirm` must be an integer from 1 to `rounds` ({rounds}), got {confirm!r}")
+    if sampler not in POSTERIOR_SAMPLERS:
+        raise OptionError(f"`sampler` must be one of {list(POSTERIOR_SAMPLERS)}, got {sampler!r}")
+    if sampler == "smc":
+        changed = [name for name, value, default in (("proposals", proposals, 600), ("rounds", rounds, 5), ("min_ess", min_ess, 400.0),
+                                                     ("confirm", confirm, 1), ("prior_block", prior_block, False)) if value != default]
+        if changed:
+            raise OptionError(f"{changed} are settings of sampler='importance', not of sampler='smc'")
+        if isinstance(particles, bool) or int(particles) != particles or particles < 20:
+            raise OptionError(f"`particles` must be an integer >= 20, got {particles!r}")
+        if draws > particles:
+            raise OptionError(f"`draws` ({draws}) must be <= `particles` ({particles}) with sampler='smc': the draws are particles")
     say = progress or (lambda msg: None)
     t_start = time.perf_counter()
     cal = PublishedCalibration(model, n_virtual=n_virtual, seed=seed, options=options, event_evidence=event_evidence)
@@ -352,32 +387,49 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
             say(f"{label}: {i + len(part)}/{len(us)} proposals evaluated")
         return out
 
-    block, from_prior = None, []
-    if prior_block:
-        dims = _uninformed(cal.estimated, u_map, cov, np.random.default_rng([seed, 11]))
-        if dims.size:
-            free = np.setdiff1d(np.arange(k), dims)
-            # the informed parameters given the prior-drawn ones, by the Laplace normal's regression
-            slope = cov[np.ix_(free, dims)] @ np.linalg.pinv(cov[np.ix_(dims, dims)])
-            block, from_prior = _prior_block([cal.estimated[i] for i in dims], dims, slope), [names[i] for i in dims]
-            say(f"drawn from their priors in every round (uninformed at the Laplace approximation): {from_prior}")
-    u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng, say=say,
-                                                             min_ess=float(min_ess), df=proposal_df, inflate=float(inflate), confirm=int(confirm),
-                                                             prior_block=block)
-    n_prop = len(u_draws)
-    finite = np.isfinite(log_w)
-    n_failed = int(n_prop - finite.sum())
-    idx, khat, ess, method = _importance_resample(log_w, finite, rng, n_out=int(draws))
-    # what the rounds drew from: the fallback's draws are the first round's, and are labelled so
     proposal_text = _proposal_text(proposal_df, inflate)
-    if method == "laplace":
-        warnings.warn(
-            f"published calibration: importance sampling could not correct the Laplace approximation in {len(rounds_info)} "
-            f"adaptive rounds (Pareto k-hat {khat:.2f}, needs < 0.7; importance ESS {ess:.1f}); the draws are the first "
-            f"round's proposal ({proposal_text}, around the mode; {n_failed} of {n_prop} proposals that failed to solve dropped): "
-            "an approximation, not the posterior", Il2pkpdWarning, stacklevel=2)
-        first = np.flatnonzero(finite[: rounds_info[0]["proposals"]])
-        idx = first[:int(draws)]
+    block, from_prior, rounds_info, smc_record = None, [], [], None
+    if sampler == "smc":
+        from .smc import tempered_smc
+
+        run = tempered_smc(evaluate, _proposal(u_map, cov, proposal_df, inflate), particles=int(particles), rng=rng, say=say,
+                           correlation=_SMC_CORRELATION, state=smc_state, on_stage=on_stage)
+        idx = np.sort(rng.choice(int(particles), size=int(draws), replace=False))
+        u_draws, log_p, log_w = run["u"], run["log_target"], np.zeros(int(particles))
+        n_prop, n_failed, khat, ess, method = int(particles), 0, float("nan"), float("nan"), "smc"  # equally weighted particles: no k-hat, no IS ESS
+        checked = [r for r in run["stages"] if r["correlation_with_start"] >= _SMC_CORRELATION]
+        smc_record = {"particles": int(particles), "stages": run["stages"], "log_evidence": run["log_evidence"], "evaluations": run["evaluations"],
+                      "reference": f"Laplace {proposal_text}", "moves_mixed": not checked,
+                      "check": f"every stage's Metropolis moves brought the particles' correlation with their start below {_SMC_CORRELATION}"}
+        if checked:
+            warnings.warn(f"published calibration: tempered SMC stages {[r['stage'] for r in checked]} stopped their moves at the step limit "
+                          f"with the particles still correlated with where the stage began (>= {_SMC_CORRELATION}): the particles may "
+                          "under-represent the posterior's spread", Il2pkpdWarning, stacklevel=2)
+    else:
+        if prior_block:
+            dims = _uninformed(cal.estimated, u_map, cov, np.random.default_rng([seed, 11]))
+            if dims.size:
+                free = np.setdiff1d(np.arange(k), dims)
+                # the informed parameters given the prior-drawn ones, by the Laplace normal's regression
+                slope = cov[np.ix_(free, dims)] @ np.linalg.pinv(cov[np.ix_(dims, dims)])
+                block, from_prior = _prior_block([cal.estimated[i] for i in dims], dims, slope), [names[i] for i in dims]
+                say(f"drawn from their priors in every round (uninformed at the Laplace approximation): {from_prior}")
+        u_draws, log_p, log_w, rounds_info = _adaptive_importance(evaluate, u_map, cov, n_round=int(proposals), max_rounds=int(rounds), rng=rng,
+                                                                 say=say, min_ess=float(min_ess), df=proposal_df, inflate=float(inflate),
+                                                                 confirm=int(confirm), prior_block=block)
+        n_prop = len(u_draws)
+        finite = np.isfinite(log_w)
+        n_failed = int(n_prop - finite.sum())
+        idx, khat, ess, method = _importance_resample(log_w, finite, rng, n_out=int(draws))
+        if method == "laplace":
+            # what the rounds drew from: the fallback's draws are the first round's, and are labelled so
+            warnings.warn(
+                f"published calibration: importance sampling could not correct the Laplace approximation in {len(rounds_info)} "
+                f"adaptive rounds (Pareto k-hat {khat:.2f}, needs < 0.7; importance ESS {ess:.1f}); the draws are the first "
+                f"round's proposal ({proposal_text}, around the mode; {n_failed} of {n_prop} proposals that failed to solve dropped): "
+                "an approximation, not the posterior", Il2pkpdWarning, stacklevel=2)
+            first = np.flatnonzero(finite[: rounds_info[0]["proposals"]])
+            idx = first[:int(draws)]
     # for power-scaling sensitivity (Kallioinen et al. 2024): each kept draw's log prior density on
     # the model file's scale (no Jacobian: the prior is what is power-scaled) and log-likelihood
     log_prior_u = jax.jit(jax.vmap(cal._log_prior_u))
@@ -410,14 +462,16 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     pred_map = {kk: float(vv) for kk, vv in cal.predictions(theta_map).items()}
     info = {
         "il2pkpd_version": __version__, "model": model.name, "model_hash": model_hash(model), "data": "il2pkpd.datasets.published()",
-        "method": (f"mode + Laplace (unconstrained) + adaptive multiple importance sampling ({proposal_text} proposals, deterministic "
-                   "mixture weights) + Pareto-smoothed importance resampling" if method == "importance"
-                   else f"mode + Laplace (unconstrained): draws of the first proposal ({proposal_text}); importance correction failed its k-hat check"),
+        "method": _METHOD_TEXT[method].format(proposal=proposal_text),
         "approximation": method, "proposals_failed_to_solve": n_failed, "hessian_flat_directions": n_flat,
         "n_virtual": n_virtual, "seed": seed, "event_evidence": bool(event_evidence), "proposal_df": proposal_df, "inflate": float(inflate),
         "confirm_rounds": int(confirm), "drawn_from_prior": from_prior,
-        "confirmed": bool(len(rounds_info) >= confirm and all(r["passed"] for r in rounds_info[-int(confirm):])), "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info, "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
-        "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat), "importance_ess": float(ess),
+        "confirmed": (smc_record["moves_mixed"] if smc_record is not None
+                      else bool(len(rounds_info) >= confirm and all(r["passed"] for r in rounds_info[-int(confirm):]))),
+        "smc": smc_record, "draws": n_keep, "proposals": n_prop, "importance_rounds": rounds_info,
+        "optimizer": {"iterations": int(opt.nit), "success": bool(opt.success), "message": str(opt.message)},
+        "log_posterior_mode": float(-opt.fun), "pareto_khat": None if not np.isfinite(khat) else float(khat),
+        "importance_ess": None if not np.isfinite(ess) else float(ess),
         "targets": [t.__dict__ for t in cal.targets], "predictions_at_mode": pred_map,
         "solver": {"solver": cal.options.solver, "rtol": cal.options.rtol, "atol": cal.options.atol},
         "wall_time_s": time.perf_counter() - t_start,

@@ -90,6 +90,13 @@ class Nuts(Estimator):
     }
     #: samplers that take a starting inverse mass matrix (nutpie 0.16 and PyMC's BlackJAX path take none)
     MASS_MATRIX_SAMPLERS = ("numpyro",)
+    #: how NumPyro/BlackJAX run several chains (:meth:`chain_method` picks one)
+    CHAIN_METHODS = {
+        "vectorized": "all chains in one program (lockstep: every leapfrog step waits for the longest tree)",
+        "sequential": "one chain after another, each with every core (IL2PKPD_CPU_DEVICES splits its subjects over them)",
+    }
+    #: the chain methods each JAX sampler takes (PyMC's BlackJAX path has no sequential one)
+    SAMPLER_CHAIN_METHODS = {"numpyro": ("vectorized", "sequential"), "blackjax": ("vectorized",)}
     #: with ``parameterization="auto"`` and an ``init`` fit, a random effect whose eta-shrinkage
     #: is below this (percent) is centred: its data pin each subject's value down
     CENTRED_BELOW_SHRINKAGE = 30.0
@@ -129,6 +136,24 @@ class Nuts(Estimator):
             return "adapt", f"auto: sampler {sampler!r} takes no starting mass matrix (sampler='numpyro' does)"
         return "init", "auto: from the init fit"
 
+    def chain_method(self, chains: int, sampler: str) -> tuple[str, str]:
+        """How JAX sampler ``sampler`` runs several chains here, and why.
+
+        Vectorised chains step in lockstep (every leapfrog step, and every step of the ODE
+        solver inside it, waits for the slowest chain): an accelerator hides that, a CPU pays it
+        in full, so on CPU the chains run one after another, each using every core through the
+        likelihood's subject split. Parallel chains (``jax.pmap``) are not used: diffrax's
+        reverse mode fails under ``pmap`` (design/STACK.md), and the split already fills the cores.
+        """
+        import jax
+
+        backend = jax.default_backend()
+        if backend != "cpu":
+            return "vectorized", f"{backend}: one device runs the chains together"
+        if "sequential" not in self.SAMPLER_CHAIN_METHODS[sampler]:
+            return "vectorized", f"cpu, but {sampler} has no sequential method"
+        return "sequential", "cpu: lockstep chains would wait for each other"
+
     def parameterization(self, model, choice, init) -> tuple[dict, str]:
         """Each estimated IIV parameter's parameterisation and the rule that chose it."""
         from .pymc_model import random_effect_parameters
@@ -158,7 +183,8 @@ class Nuts(Estimator):
         pmodel = build_pymc_model(model, subjects, options=options, parameterization=chosen)
         initvals = None if init is None else initial_values(pmodel, init, subjects)
         mass, mass_rule = self.mass_matrix(mass_matrix, init, sampler)
-        jax_nuts = {"chain_method": "vectorized"}
+        chain_method, chain_rule = self.chain_method(chains, sampler) if sampler in _JAX_SAMPLERS else ("", "")
+        jax_nuts = {"chain_method": chain_method}
         if mass != "adapt":
             from .warm_start import dispersed_starts, initial_inverse_mass_matrix
 
@@ -182,6 +208,8 @@ class Nuts(Estimator):
                 "initial_values": "the maximum-likelihood fit given as init" if init is not None else "PyMC's defaults (model file)",
                 "parameterization": chosen, "parameterization_rule": rule,
                 "mass_matrix": {"setting": mass, "rule": mass_rule, "description": self.MASS_MATRIX[mass]}}
+        if sampler in _JAX_SAMPLERS:
+            info["chain_method"] = {"setting": chain_method, "rule": chain_rule, "description": self.CHAIN_METHODS[chain_method]}
         if mass != "adapt":
             info["initial_values"] += ("; chains 2.. at draws from its normal approximation (dispersed_starts)" if chains > 1 else "")
         with pmodel:
