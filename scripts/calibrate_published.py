@@ -11,8 +11,9 @@ its Pareto k-hat check is an approximation, not the posterior: it is not written
 
 With --sampler smc (tempered SMC from the Laplace normal) the run costs about particles x
 Metropolis steps per stage x stages evaluations of ~0.8 s each; --checkpoint FILE writes the
-particles after every stage (atomically) and a rerun with the same FILE and settings resumes
-from there. The mode and Hessian are recomputed on resume (deterministic, ~15 min).
+SMC state after every resampling and Metropolis step (atomically) and a rerun with the same
+FILE and settings resumes from there. The mode and Hessian are recomputed on resume (~15 min);
+a state whose reference (the Laplace proposal) no longer matches is refused.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _plain(value):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--virtual", type=int, default=32, help="virtual subjects per arm")
-    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--draws", type=int, default=None, help="draws stored (default 1000; with --sampler smc, every particle)")
     ap.add_argument("--maxiter", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--proposals", type=int, default=600, help="proposals per adaptive importance round")
@@ -56,10 +57,15 @@ def main() -> None:
     ap.add_argument("--prior-block", action="store_true", help="draw the parameters the Laplace fit leaves uninformed from their priors")
     ap.add_argument("--sampler", default="importance", choices=["importance", "smc"], help="the posterior sampler after the Laplace step")
     ap.add_argument("--particles", type=int, default=400, help="SMC particles (--sampler smc)")
-    ap.add_argument("--checkpoint", type=Path, default=None, help="SMC state after each stage: written, and resumed from if it exists")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="SMC state after every step: written, and resumed from if it exists")
     ap.add_argument("--allow-approximation", action="store_true", help="write the Laplace normal when k-hat stays >= 0.7")
     ap.add_argument("--out", default="fits/ivory-published")
     args = ap.parse_args()
+    if args.sampler != "smc" and (args.checkpoint is not None or args.particles != 400):
+        ap.error("--particles and --checkpoint are settings of --sampler smc")
+    draws = args.draws if args.draws is not None else (args.particles if args.sampler == "smc" else 1000)
+    if args.sampler == "smc" and draws > args.particles:
+        ap.error(f"--draws ({draws}) must be <= --particles ({args.particles}) with --sampler smc: the draws are particles")
     model = il2pkpd.load_model("ivory")
     smc = {}
     if args.sampler == "smc":
@@ -81,7 +87,7 @@ def main() -> None:
                 atomic_write(args.checkpoint, lambda p: p.write_text(text))
             smc["on_stage"] = on_stage
     t0 = time.perf_counter()
-    fit = calibrate_published(model, n_virtual=args.virtual, draws=args.draws, seed=args.seed, maxiter=args.maxiter,
+    fit = calibrate_published(model, n_virtual=args.virtual, draws=draws, seed=args.seed, maxiter=args.maxiter,
                               proposals=args.proposals, rounds=args.rounds, min_ess=args.min_ess, event_evidence=args.event_evidence,
                               proposal_df=args.proposal_df, inflate=args.inflate, confirm=args.confirm, prior_block=args.prior_block, **smc,
                               progress=lambda msg: print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", flush=True))

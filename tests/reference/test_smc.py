@@ -60,7 +60,7 @@ def test_a_correlated_gaussian_far_from_the_reference():
     u = run["u"]
     assert len(run["stages"]) >= 3
     np.testing.assert_allclose(u.mean(axis=0), mean, atol=0.13)  # seed spread: SD <= 0.032
-    np.testing.assert_allclose(np.cov(u.T), cov, atol=0.25)
+    np.testing.assert_allclose(np.cov(u.T), cov, atol=0.15)  # largest error over seeds 0-5: 0.03-0.10
     sd = np.sqrt(np.diag(cov))
     np.testing.assert_allclose(np.corrcoef(u.T), cov / np.outer(sd, sd), atol=0.1)
     assert run["log_evidence"] == pytest.approx(offset, abs=0.3)  # SD 0.071
@@ -72,11 +72,12 @@ def _json(value):
     return {k: _json(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
-@pytest.mark.parametrize("stop_at", [0, 1, 5])
+@pytest.mark.parametrize("stop_at", [0, 1, 5, "end of stage 1", "end of stage 2"])
 def test_a_stopped_run_resumes_from_its_json_checkpoint_to_the_same_draws(stop_at):
     """A state handed to ``on_stage`` (right after the first resampling, one Metropolis step
-    into the first stage, a few steps further), written as JSON and read back, resumes the run
-    to exactly the draws of the run that was not stopped (same random stream)."""
+    into the first stage, a few steps further, at the ends of stages 1 and 2), written as JSON
+    and read back, resumes the run to exactly the draws of the run that was not stopped (same
+    random stream)."""
     whole = tempered_smc(log_gamma_density, laplace_reference(), particles=200, rng=np.random.default_rng(3))
     saved = []
 
@@ -85,10 +86,35 @@ def test_a_stopped_run_resumes_from_its_json_checkpoint_to_the_same_draws(stop_a
 
     tempered_smc(log_gamma_density, laplace_reference(), particles=200, rng=np.random.default_rng(3), on_stage=checkpoint)
     assert len(saved) == len(whole["stages"]) + sum(r["steps"] for r in whole["stages"])
+    if isinstance(stop_at, str):  # the checkpoint after a stage's last step: resampling + steps of the stages so far
+        stages = int(stop_at[-1])
+        stop_at = sum(1 + r["steps"] for r in whole["stages"][:stages]) - 1
+        assert json.loads(saved[stop_at])["moving"] is None and len(json.loads(saved[stop_at])["stages"]) == stages
     resumed = tempered_smc(log_gamma_density, laplace_reference(), particles=200, rng=np.random.default_rng(99),
                            state=json.loads(saved[stop_at]))
     np.testing.assert_array_equal(resumed["u"], whole["u"])
     assert resumed["log_evidence"] == whole["log_evidence"] and resumed["evaluations"] == whole["evaluations"]
+
+
+def test_checkpoints_held_in_memory_stay_as_they_were_handed_over():
+    """The state given to ``on_stage`` is a copy: a callback that keeps it (rather than writing
+    it at once) resumes from it to the same draws as the uninterrupted run."""
+    whole = tempered_smc(log_gamma_density, laplace_reference(), particles=100, rng=np.random.default_rng(4))
+    kept = []
+    tempered_smc(log_gamma_density, laplace_reference(), particles=100, rng=np.random.default_rng(4), on_stage=kept.append)
+    assert kept[0]["moving"]["steps"] == 0 and kept[0]["stages"] == []
+    resumed = tempered_smc(log_gamma_density, laplace_reference(), particles=100, rng=np.random.default_rng(0), state=kept[3])
+    np.testing.assert_array_equal(resumed["u"], whole["u"])
+
+
+def test_a_state_made_with_another_reference_is_refused():
+    """Resuming with a reference other than the one the state was made with (as when a mode
+    found again has moved) would make every later acceptance ratio wrong: refused."""
+    kept = []
+    tempered_smc(log_gamma_density, laplace_reference(), particles=100, rng=np.random.default_rng(4), on_stage=kept.append)
+    moved = stats.multivariate_normal(mean=np.full(DIM, math.log(SHAPE) + 0.01), cov=np.eye(DIM) / SHAPE)
+    with pytest.raises(OptionError, match="`state` was made with another reference distribution"):
+        tempered_smc(log_gamma_density, moved, particles=100, rng=np.random.default_rng(0), state=kept[2])
 
 
 def test_failed_evaluations_get_no_weight_and_are_never_moved_to():
@@ -99,9 +125,18 @@ def test_failed_evaluations_get_no_weight_and_are_never_moved_to():
         return np.where(u[:, 0] > 0, stats.norm.logpdf(u[:, 0]) + math.log(2), -np.inf)
 
     run = tempered_smc(half_normal, stats.multivariate_normal([0.5], [[1.0]]), particles=1000, rng=np.random.default_rng(0))
-    assert np.all(run["u"] > 0)
+    assert np.all(run["u"] > 0) and run["failed"] > 0
     assert run["u"].mean() == pytest.approx(math.sqrt(2 / math.pi), abs=0.08)
     assert run["log_evidence"] == pytest.approx(0.0, abs=0.15)
+
+
+def test_nan_evaluations_count_as_failures():
+    """NaN from ``evaluate`` (a solver that returns NaN rather than -inf) is a failure too: the
+    same half-normal, its mean sqrt(2/pi)."""
+    run = tempered_smc(lambda u, label: np.where(u[:, 0] > 0, stats.norm.logpdf(u[:, 0]) + math.log(2), np.nan),
+                       stats.multivariate_normal([0.5], [[1.0]]), particles=1000, rng=np.random.default_rng(0))
+    assert np.all(run["u"] > 0) and run["failed"] > 0
+    assert run["u"].mean() == pytest.approx(math.sqrt(2 / math.pi), abs=0.08)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -124,6 +159,7 @@ def test_a_target_that_fails_almost_everywhere_is_refused():
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"sampler": "nuts"}, "`sampler` must be one of ['importance', 'smc'], got 'nuts'"),
+    ({"particles": 200}, "['particles'] are settings of sampler='smc', not of sampler='importance'"),
     ({"sampler": "smc", "rounds": 3}, "['rounds'] are settings of sampler='importance', not of sampler='smc'"),
     ({"sampler": "smc", "particles": 5}, "`particles` must be an integer >= 20, got 5"),
     ({"sampler": "smc", "particles": 100, "draws": 200}, "`draws` (200) must be <= `particles` (100) with sampler='smc': the draws are particles"),

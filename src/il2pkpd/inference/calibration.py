@@ -301,10 +301,11 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
     Returns
     -------
     Fit
-        ``idata`` with ``posterior`` (chain 1 x ``draws`` resampled draws), ``prior`` and
-        ``sample_stats`` (importance log-weights), a summary with prior and posterior
+        ``idata`` with ``posterior`` (chain 1 x ``draws`` resampled draws, or SMC particles),
+        ``prior`` and ``sample_stats`` (importance log-weights; 0 for SMC particles), a summary with prior and posterior
         mean/sd and 90% intervals and an ``informed`` flag (posterior SD below 80% of the
-        prior SD), and ``info`` (mode, Pareto k-hat, importance ESS, wall time, targets).
+        prior SD), and ``info`` (mode, Pareto k-hat and importance ESS or ``info["smc"]``,
+        wall time, targets).
     """
     import pandas as pd
     import xarray as xr
@@ -327,6 +328,11 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         raise OptionError(f"`confirm` must be an integer from 1 to `rounds` ({rounds}), got {confirm!r}")
     if sampler not in POSTERIOR_SAMPLERS:
         raise OptionError(f"`sampler` must be one of {list(POSTERIOR_SAMPLERS)}, got {sampler!r}")
+    if sampler == "importance":
+        changed = [name for name, given in (("particles", particles != 400), ("smc_state", smc_state is not None),
+                                            ("on_stage", on_stage is not None)) if given]
+        if changed:
+            raise OptionError(f"{changed} are settings of sampler='smc', not of sampler='importance'")
     if sampler == "smc":
         changed = [name for name, value, default in (("proposals", proposals, 600), ("rounds", rounds, 5), ("min_ess", min_ess, 400.0),
                                                      ("confirm", confirm, 1), ("prior_block", prior_block, False)) if value != default]
@@ -396,11 +402,14 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
                            correlation=_SMC_CORRELATION, state=smc_state, on_stage=on_stage)
         idx = np.sort(rng.choice(int(particles), size=int(draws), replace=False))
         u_draws, log_p, log_w = run["u"], run["log_target"], np.zeros(int(particles))
-        n_prop, n_failed, khat, ess, method = int(particles), 0, float("nan"), float("nan"), "smc"  # equally weighted particles: no k-hat, no IS ESS
+        # equally weighted particles: no k-hat, no importance ESS
+        n_prop, n_failed, khat, ess, method = int(particles), run["failed"], float("nan"), float("nan"), "smc"
         checked = [r for r in run["stages"] if r["correlation_with_start"] >= _SMC_CORRELATION]
         smc_record = {"particles": int(particles), "stages": run["stages"], "log_evidence": run["log_evidence"], "evaluations": run["evaluations"],
                       "reference": f"Laplace {proposal_text}", "moves_mixed": not checked,
-                      "check": f"every stage's Metropolis moves brought the particles' correlation with their start below {_SMC_CORRELATION}"}
+                      "check": (f"every stage's Metropolis moves brought the particles' correlation with where the stage began, "
+                                f"averaged over the {k} coordinates, below {_SMC_CORRELATION} (PyMC's rule; the largest coordinate's "
+                                "is in the stage table)")}
         if checked:
             warnings.warn(f"published calibration: tempered SMC stages {[r['stage'] for r in checked]} stopped their moves at the step limit "
                           f"with the particles still correlated with where the stage began (>= {_SMC_CORRELATION}): the particles may "

@@ -136,7 +136,7 @@ class Nuts(Estimator):
             return "adapt", f"auto: sampler {sampler!r} takes no starting mass matrix (sampler='numpyro' does)"
         return "init", "auto: from the init fit"
 
-    def chain_method(self, chains: int, sampler: str) -> tuple[str, str]:
+    def chain_method(self, sampler: str) -> tuple[str, str]:
         """How JAX sampler ``sampler`` runs several chains here, and why.
 
         Vectorised chains step in lockstep (every leapfrog step, and every step of the ODE
@@ -183,7 +183,7 @@ class Nuts(Estimator):
         pmodel = build_pymc_model(model, subjects, options=options, parameterization=chosen)
         initvals = None if init is None else initial_values(pmodel, init, subjects)
         mass, mass_rule = self.mass_matrix(mass_matrix, init, sampler)
-        chain_method, chain_rule = self.chain_method(chains, sampler) if sampler in _JAX_SAMPLERS else ("", "")
+        chain_method, chain_rule = self.chain_method(sampler) if sampler in _JAX_SAMPLERS else ("", "")
         jax_nuts = {"chain_method": chain_method}
         if mass != "adapt":
             from .warm_start import dispersed_starts, initial_inverse_mass_matrix

@@ -16,21 +16,26 @@ each step (Del Moral, Doucet & Jasra 2006, JRSS B 68:411; the adaptive form of J
 3. each is moved by random-walk Metropolis steps that leave ``pi_beta`` invariant, the proposal
    covariance the particles' own, scaled so that the acceptance rate stays near 0.234
    (Roberts, Gelman & Gilks 1997), until the particles have forgotten where the stage began
-   (their positions' correlation with it below ``correlation``: PyMC's rule).
+   (their positions' correlation with it, averaged over coordinates, below ``correlation``:
+   PyMC's rule; the largest coordinate's correlation is recorded beside it).
 
 Where importance sampling from ``q`` fails (a few proposals carry the weight: Pareto k-hat >=
 0.7), the tempering splits the mismatch into steps each of which resampling and moves can
 repair. The result is an equally weighted set of draws from ``p`` (as good as the moves mix:
-each stage records its acceptance rate, steps and the share of particles that moved) and
-``log Z = log integral p(u) du`` (exact in expectation for the unnormalised ``p``).
+each stage records its acceptance rate, steps and the share of particles that moved) and an
+estimate of ``log Z = log integral p(u) du`` (``Z`` itself would be unbiased for a fixed
+temperature schedule; the log is biased low by about half its variance, and the adaptive
+schedule adds a bias that vanishes as particles grow).
 
-Pure NumPy around a user-supplied batched ``evaluate``; the state after each stage is a plain
-dict (``on_stage``), and a run restarts from it (``state=``), so that a long run that is
-stopped resumes where it was.
+Pure NumPy around a user-supplied batched ``evaluate``; after every resampling and every
+Metropolis step the state (a dict of arrays, numbers and lists, handed over as a deep copy)
+goes to ``on_stage``, and a run restarts from it (``state=``, arrays or lists), so that a
+long run that is stopped resumes where it was, on the same random stream.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Protocol
 
@@ -90,20 +95,22 @@ def _next_beta(beta: float, increment: np.ndarray, target: float) -> float:
     return max(lo, beta + 1e-6 * (1.0 - beta))
 
 
-def _correlation(start: np.ndarray, now: np.ndarray) -> float:
-    """Mean over coordinates of the correlation, across particles, of where each started the
-    stage's moves and where it is now (PyMC's SMC stops its moves when this is < 0.01)."""
+def _correlations(start: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """Per coordinate, the correlation across particles of where each started the stage's
+    moves and where it is now (PyMC's SMC stops its moves when their mean is < 0.01); 1 for a
+    coordinate that does not vary (it has not moved)."""
     a, b = start - start.mean(axis=0), now - now.mean(axis=0)
     denominator = np.sqrt(np.sum(a**2, axis=0) * np.sum(b**2, axis=0))
-    return float(np.mean(np.where(denominator > 0, np.sum(a * b, axis=0) / np.where(denominator > 0, denominator, 1.0), 1.0)))
+    return np.where(denominator > 0, np.sum(a * b, axis=0) / np.where(denominator > 0, denominator, 1.0), 1.0)
 
 
 def _systematic(log_w: np.ndarray, rng) -> np.ndarray:
     """Indices of a systematic resample of ``len(log_w)`` particles with these log weights."""
     n = len(log_w)
-    w = np.exp(log_w - logsumexp(log_w))
+    cumulative = np.cumsum(np.exp(log_w - logsumexp(log_w)))
     positions = (rng.random() + np.arange(n)) / n
-    return np.minimum(np.searchsorted(np.cumsum(w), positions), n - 1)
+    # normalised by its own end, so rounding never selects a zero-weight last particle
+    return np.minimum(np.searchsorted(cumulative / cumulative[-1], positions), n - 1)
 
 
 def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: Reference, *, particles: int, rng: np.random.Generator,
@@ -117,7 +124,8 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
     evaluate
         ``evaluate(u, label)``: the target's unnormalised log density at the rows of ``u``
         (shape (n, d)) as an array (n,); ``-inf`` where it cannot be evaluated (those points
-        get weight zero and are never moved to). ``label`` names the work, for progress.
+        get weight zero and are never moved to; NaN and +inf count as failures too, and are
+        counted in ``failed``). ``label`` names the work, for progress.
     reference
         Exact draws (``rvs``) and normalised log density (``logpdf``) of the start.
     particles
@@ -139,7 +147,8 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
     say
         Progress messages.
     state
-        A state from ``on_stage`` to resume from (the same ``evaluate`` and ``reference``).
+        A state from ``on_stage`` to resume from (the same ``evaluate`` and ``reference``;
+        another reference is refused).
     on_stage
         Called with the state after every resampling and every Metropolis step (to
         checkpoint it: a stage of an expensive target can outlast a working session).
@@ -150,7 +159,9 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
         ``u`` (particles, d) equally weighted draws from the target, ``log_target`` at them,
         ``log_evidence`` (log of the target's integral), ``stages`` (a record per stage: beta,
         the ESS share, acceptance rate, Metropolis steps, share of particles moved at least
-        once, unique particles, scale), ``evaluations`` and ``beta`` (1.0).
+        once, the positions' correlation with the stage's start (mean and largest over
+        coordinates), unique particles, scale), ``evaluations``, ``failed`` (evaluations that
+        were not finite) and ``beta`` (1.0).
     """
     if isinstance(particles, bool) or not isinstance(particles, (int, np.integer)) or particles < 20:
         raise OptionError(f"`particles` must be an integer >= 20, got {particles!r}")
@@ -163,8 +174,9 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
     say = say or (lambda msg: None)
     if state is None:
         u = np.asarray(reference.rvs(size=particles, random_state=rng), dtype=float).reshape(particles, -1)
-        state = {"u": u, "log_target": evaluate(u, "SMC stage 0 (reference draws)"), "log_ref": reference.logpdf(u).reshape(particles),
-                 "beta": 0.0, "log_evidence": 0.0, "stages": [], "evaluations": particles, "scale": 2.38 / math.sqrt(u.shape[1]),
+        lp = np.asarray(evaluate(u, "SMC stage 0 (reference draws)"), dtype=float)
+        state = {"u": u, "log_target": lp, "log_ref": reference.logpdf(u).reshape(particles), "beta": 0.0, "log_evidence": 0.0,
+                 "stages": [], "evaluations": particles, "failed": int(np.sum(~np.isfinite(lp))), "scale": 2.38 / math.sqrt(u.shape[1]),
                  "moving": None}
         if np.sum(np.isfinite(state["log_target"])) < 0.5 * particles:
             raise OptionError(f"tempered SMC: the target could not be evaluated at {int(np.sum(~np.isfinite(state['log_target'])))} "
@@ -174,13 +186,20 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
         state = {k: _arrays(v) if k in _ARRAYS else v for k, v in state.items() if k != "rng"}
         if state["u"].shape[0] != particles:
             raise OptionError(f"`state` has {state['u'].shape[0]} particles, the run asks for {particles}")
+        # the stored reference densities must be this reference's: another one (e.g. a mode found
+        # again that moved) would make every later acceptance ratio and log Z silently wrong
+        again = np.asarray(reference.logpdf(state["u"]), dtype=float).reshape(particles)
+        if not np.allclose(again, state["log_ref"], rtol=1e-6, atol=1e-8):
+            raise OptionError(f"`state` was made with another reference distribution (its log densities differ by up to "
+                              f"{float(np.max(np.abs(again - state['log_ref']))):.3g}): resume with the reference it was made with")
         say(f"SMC resumed at stage {len(state['stages']) + (state['moving'] is not None)}, beta {state['beta']:.4g}")
 
     def checkpoint():
-        if on_stage is not None:
-            on_stage({**state, "rng": rng.bit_generator.state})
+        if on_stage is not None:  # a deep copy: the run goes on changing its arrays in place
+            on_stage(copy.deepcopy({**state, "rng": rng.bit_generator.state}))
 
     n, d = state["u"].shape
+    scale_range = (1e-3 * 2.38 / math.sqrt(d), 10 * 2.38 / math.sqrt(d))
     while state["moving"] is not None or state["beta"] < 1.0:
         if state["moving"] is None:  # reweight to the next temperature and resample
             stage = len(state["stages"]) + 1
@@ -194,6 +213,10 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
             state["log_evidence"] += float(logsumexp(log_w) - math.log(n))
             idx = _systematic(log_w, rng)
             u = state["u"][idx]
+            unique = len(np.unique(u, axis=0))
+            if unique < min(d + 1, n):
+                raise OptionError(f"tempered SMC: at stage {stage} the particles collapsed to {unique} distinct points, too few for "
+                                  f"a {d}-dimensional proposal covariance (raise `particles` or `target_ess`)")
             # random-walk Metropolis with the particles' covariance (regularised: a collapsed
             # direction would freeze the moves)
             cov = np.cov(u, rowvar=False).reshape(d, d)
@@ -207,20 +230,25 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
         proposal = u + state["scale"] * rng.standard_normal((n, d)) @ m["chol"].T
         lp_new = evaluate(proposal, f"SMC stage {m['stage']} (beta {beta:.4g}), Metropolis step {m['steps'] + 1}")
         lq_new = reference.logpdf(proposal).reshape(n)
+        lp_new = np.asarray(lp_new, dtype=float)
+        state["failed"] += int(np.sum(~np.isfinite(lp_new)))
         log_pi_new = np.where(np.isfinite(lp_new), (1 - beta) * lq_new + beta * lp_new, -np.inf)
         accept = np.log(rng.random(n)) < log_pi_new - log_pi
+        m["moved"] |= accept & np.any(proposal != u, axis=1)
         u[accept], lp[accept], lq[accept] = proposal[accept], lp_new[accept], lq_new[accept]
-        m["moved"] |= accept
         rate = float(accept.mean())
         m["accepted"].append(rate)
         m["steps"] += 1
         state["evaluations"] += n
-        state["scale"] *= math.exp(rate - 0.234)  # keep the acceptance near 0.234; the scale carries over to the next stage
+        # keep the acceptance near 0.234 (within bounds); the scale carries over to the next stage
+        state["scale"] = float(np.clip(state["scale"] * math.exp(rate - 0.234), *scale_range))
         # more steps while the particles still remember where the stage's moves began
-        remembered = _correlation(m["start"], u)
+        correlations = _correlations(m["start"], u)
+        remembered = float(np.mean(correlations))
         if not (m["steps"] < min_steps or (m["steps"] < max_steps and remembered >= correlation)):
             record = {"stage": m["stage"], "beta": beta, "ess_share": m["ess"] / n, "acceptance": float(np.mean(m["accepted"])),
                       "steps": m["steps"], "moved_share": float(m["moved"].mean()), "correlation_with_start": remembered,
+                      "max_correlation_with_start": float(np.max(correlations)),
                       "unique_share": float(len(np.unique(u, axis=0)) / n), "scale": state["scale"]}
             state["stages"].append(record)
             state["moving"] = None
@@ -229,4 +257,4 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
         checkpoint()
     u, lp = state["u"], state["log_target"]
     return {"u": u, "log_target": lp, "log_evidence": state["log_evidence"], "stages": state["stages"], "evaluations": state["evaluations"],
-            "beta": state["beta"]}
+            "failed": state["failed"], "beta": state["beta"]}
