@@ -11,7 +11,9 @@ differences of the JAX gradient of PyMC's log density (2d gradients).
 
 With ``--nuts-warmup W --nuts-draws N`` it also runs NumPyro's NUTS, one chain, on the same log
 density from the same start with the FOCE-I matrix held fixed, and reports the leapfrog steps per
-draw, the adapted step size and divergences, and the wall time (compilation apart).
+iteration (warm-up and draws), the adapted step size and divergences, and the wall time
+(compilation included); ``--nuts-cold`` adds the same run with NumPyro's defaults (a diagonal
+matrix adapted from the identity), the cold start the FOCE-I matrix replaces.
 
 The trial and model are those of ``bench_recovery_focei.py`` (no MI rows, ``p_mi_1y`` fixed);
 ``--init`` is its ``--save-fit`` folder of the same trial:
@@ -47,6 +49,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--nuts-warmup", type=int, default=0, help="also run NumPyro NUTS with the FOCE-I matrix fixed (0: no run)")
     ap.add_argument("--nuts-draws", type=int, default=20)
+    ap.add_argument("--nuts-cold", action="store_true",
+                    help="also run NumPyro's default NUTS (diagonal mass matrix adapted from the identity) from the same start, same iterations")
+    ap.add_argument("--skip-hessian", action="store_true", help="only the NUTS runs (no condition numbers)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
 
@@ -104,14 +109,14 @@ def main() -> None:
     d, h = len(u0), 1e-4
     hess = np.zeros((d, d))
     t0 = time.perf_counter()
-    for j in range(d):
+    for j in range(0 if args.skip_hessian else d):
         e = np.zeros(d)
         e[j] = h
         hess[:, j] = (np.asarray(grad(jnp.asarray(u0 + e))) - np.asarray(grad(jnp.asarray(u0 - e)))) / (2 * h)
     hessian_s = time.perf_counter() - t0
     hess = 0.5 * (hess + hess.T)
     metrics = {}
-    for label, matrix in (("identity", np.eye(d)), ("focei_diagonal", np.diag(np.diag(inv_mass))), ("focei_dense", inv_mass)):
+    for label, matrix in () if args.skip_hessian else (("identity", np.eye(d)), ("focei_diagonal", np.diag(np.diag(inv_mass))), ("focei_dense", inv_mass)):
         chol = np.linalg.cholesky(matrix)
         ev = np.linalg.eigvalsh(chol.T @ hess @ chol)
         positive = ev[ev > 0]
@@ -126,15 +131,22 @@ def main() -> None:
     if args.nuts_warmup:
         from numpyro.infer import MCMC, NUTS
 
-        kernel = NUTS(potential_fn=potential, inverse_mass_matrix=inv_mass, dense_mass=True, adapt_mass_matrix=False, target_accept_prob=0.8)
-        mcmc = MCMC(kernel, num_warmup=args.nuts_warmup, num_samples=args.nuts_draws, num_chains=1, progress_bar=False)
-        t0 = time.perf_counter()
-        mcmc.run(jax.random.PRNGKey(args.seed), init_params=jnp.asarray(u0), extra_fields=("num_steps", "adapt_state.step_size", "diverging"))
-        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields().items()}  # np.asarray waits for the (asynchronous) run
-        wall = time.perf_counter() - t0
-        result["nuts_focei_fixed"] = {"warmup": args.nuts_warmup, "draws": args.nuts_draws, "wall_s_with_compilation": wall,
-                                      "steps_per_draw": extra["num_steps"].tolist(), "mean_steps": float(extra["num_steps"].mean()),
-                                      "step_size": float(extra["adapt_state.step_size"][-1]), "divergences": int(extra["diverging"].sum())}
+        runs = {"nuts_focei_fixed": {"inverse_mass_matrix": inv_mass, "dense_mass": True, "adapt_mass_matrix": False}}
+        if args.nuts_cold:  # NumPyro's defaults: a diagonal matrix adapted in warm-up, from the identity
+            runs["nuts_cold"] = {}
+        for label, settings in runs.items():
+            kernel = NUTS(potential_fn=potential, target_accept_prob=0.8, **settings)
+            mcmc = MCMC(kernel, num_warmup=args.nuts_warmup, num_samples=args.nuts_draws, num_chains=1, progress_bar=False)
+            t0 = time.perf_counter()
+            mcmc.run(jax.random.PRNGKey(args.seed), init_params=jnp.asarray(u0), collect_warmup=True,
+                     extra_fields=("num_steps", "adapt_state.step_size", "diverging"))
+            extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields().items()}  # np.asarray waits for the (asynchronous) run
+            wall = time.perf_counter() - t0
+            steps = extra["num_steps"]
+            result[label] = {"warmup": args.nuts_warmup, "draws": args.nuts_draws, "wall_s_with_compilation": wall,
+                             "steps_per_iteration": steps.tolist(), "mean_steps_warmup": float(steps[:args.nuts_warmup].mean()),
+                             "mean_steps": float(steps[args.nuts_warmup:].mean()), "step_size": float(extra["adapt_state.step_size"][-1]),
+                             "divergences": int(extra["diverging"][args.nuts_warmup:].sum())}
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"nuts-warm-start-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write(out, lambda p: p.write_text(json.dumps(result, indent=1)))
@@ -144,10 +156,11 @@ def main() -> None:
     for label, m in metrics.items():
         c = m["condition_number"]
         print(f"| {label} | {m['eigenvalue_min']:.3g} | {m['eigenvalue_max']:.3g} | {c:.3g} | {c ** 0.5:.1f} |" if c else f"| {label} | {m} |")
-    if "nuts_focei_fixed" in result:
-        r = result["nuts_focei_fixed"]
-        print(f"NUTS, FOCE-I matrix fixed: mean {r['mean_steps']:.0f} steps per draw, step size {r['step_size']:.3g}, "
-              f"{r['divergences']} divergences, {r['wall_s_with_compilation']:.0f} s")
+    for label, words in (("nuts_focei_fixed", "FOCE-I matrix fixed"), ("nuts_cold", "cold (diagonal, adapted from the identity)")):
+        if label in result:
+            r = result[label]
+            print(f"NUTS, {words}: mean {r['mean_steps_warmup']:.0f} steps per warm-up iteration, {r['mean_steps']:.0f} per draw, "
+                  f"step size {r['step_size']:.3g}, {r['divergences']} divergences, {r['wall_s_with_compilation']:.0f} s")
     print(f"wrote {out}")
 
 

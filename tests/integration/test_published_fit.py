@@ -32,7 +32,9 @@ def fit(ivory):
 
 def test_fit_is_complete_and_honest_about_its_method(fit):
     assert fit.info["model"] == "ivory" and "Laplace" in fit.info["method"]
-    assert fit.info["approximation"] in ("importance", "laplace")
+    assert fit.info["approximation"] in ("importance", "laplace", "smc")
+    if fit.info["approximation"] == "smc":  # stored only when every stage's moves passed the sampler's check
+        assert fit.info["smc"]["moves_mixed"] and fit.info["smc"]["stages"][-1]["beta"] == 1.0
     if fit.info["approximation"] == "importance":  # the correction is used only when its diagnostic allows
         assert fit.info["pareto_khat"] < 0.7
         if "importance_rounds" in fit.info:  # adaptive rounds; with them the draws' log prior and likelihood
