@@ -137,10 +137,13 @@ def main() -> None:
         for label, settings in runs.items():
             kernel = NUTS(potential_fn=potential, target_accept_prob=0.8, **settings)
             mcmc = MCMC(kernel, num_warmup=args.nuts_warmup, num_samples=args.nuts_draws, num_chains=1, progress_bar=False)
+            fields = ("num_steps", "adapt_state.step_size", "diverging")
             t0 = time.perf_counter()
-            mcmc.run(jax.random.PRNGKey(args.seed), init_params=jnp.asarray(u0), collect_warmup=True,
-                     extra_fields=("num_steps", "adapt_state.step_size", "diverging"))
-            extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields().items()}  # np.asarray waits for the (asynchronous) run
+            # warm-up and draws apart, so that the warm-up iterations' tree sizes are kept too
+            mcmc.warmup(jax.random.PRNGKey(args.seed), init_params=jnp.asarray(u0), extra_fields=fields, collect_warmup=True)
+            warm = {k: np.asarray(v) for k, v in mcmc.get_extra_fields().items()}  # np.asarray waits for the (asynchronous) run
+            mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=fields)
+            extra = {k: np.concatenate([warm[k], np.asarray(v)]) for k, v in mcmc.get_extra_fields().items()}
             wall = time.perf_counter() - t0
             steps = extra["num_steps"]
             result[label] = {"warmup": args.nuts_warmup, "draws": args.nuts_draws, "wall_s_with_compilation": wall,

@@ -142,6 +142,7 @@ def main() -> None:
         "chains": args.chains, "tune": args.tune, "draws": args.draws, "solver": dataclasses.asdict(options),
         "sampler": args.sampler, "mi_rows": not args.no_mi, "iiv_left_out": list(args.fix_iiv_zero),
         "init": str(args.init) if args.init is not None else None, "mass_matrix": fit.info.get("mass_matrix"),
+        "chain_method": fit.info.get("chain_method"),
         "initial_values": fit.info.get("initial_values"), "parameterization": fit.info.get("parameterization"),
         "estimated": list(ESTIMATED), "wall_time_s": wall, "divergences": divergences, "divergence_rate": divergences / total,
         "mean_leapfrog_steps": float(steps.mean()) if steps is not None else None,
