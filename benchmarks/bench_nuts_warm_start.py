@@ -153,9 +153,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"nuts-warm-start-{time.strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write(out, lambda p: p.write_text(json.dumps(result, indent=1)))
-    print(f"dimension {d}; gradient {1e3 * gradient_s:.0f} ms (compile {compile_s:.1f} s); Hessian by 2d gradients {hessian_s:.0f} s")
-    print("| metric | smallest eigenvalue of L^T H L | largest | condition number | sqrt (steps per draw scale) |")
-    print("|---|---|---|---|---|")
+    print(f"dimension {d}; gradient {1e3 * gradient_s:.0f} ms (compile {compile_s:.1f} s); "
+          + ("Hessian skipped (--skip-hessian)" if args.skip_hessian else f"Hessian by 2d gradients {hessian_s:.0f} s"))
+    if metrics:
+        print("| metric | smallest eigenvalue of L^T H L | largest | condition number | sqrt (steps per draw scale) |")
+        print("|---|---|---|---|---|")
     for label, m in metrics.items():
         c = m["condition_number"]
         print(f"| {label} | {m['eigenvalue_min']:.3g} | {m['eigenvalue_max']:.3g} | {c:.3g} | {c ** 0.5:.1f} |" if c else f"| {label} | {m} |")

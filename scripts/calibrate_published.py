@@ -19,6 +19,7 @@ a state whose reference (the Laplace proposal) no longer matches is refused.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -31,6 +32,8 @@ from il2pkpd.inference.calibration import calibrate_published
 from il2pkpd.io.fits import write_fit
 from il2pkpd.io.output import atomic_write
 from il2pkpd.model import model_hash
+
+DEFAULT_PARTICLES = inspect.signature(calibrate_published).parameters["particles"].default
 
 
 def _plain(value):
@@ -56,24 +59,25 @@ def main() -> None:
     ap.add_argument("--confirm", type=int, default=1, help="passing rounds in a row needed to stop")
     ap.add_argument("--prior-block", action="store_true", help="draw the parameters the Laplace fit leaves uninformed from their priors")
     ap.add_argument("--sampler", default="importance", choices=["importance", "smc"], help="the posterior sampler after the Laplace step")
-    ap.add_argument("--particles", type=int, default=400, help="SMC particles (--sampler smc)")
+    ap.add_argument("--particles", type=int, default=None, help=f"SMC particles (--sampler smc; default {DEFAULT_PARTICLES})")
     ap.add_argument("--checkpoint", type=Path, default=None, help="SMC state after every step: written, and resumed from if it exists")
     ap.add_argument("--allow-approximation", action="store_true", help="write the Laplace normal when k-hat stays >= 0.7")
     ap.add_argument("--out", default="fits/ivory-published")
     args = ap.parse_args()
-    if args.sampler != "smc" and (args.checkpoint is not None or args.particles != 400):
+    if args.sampler != "smc" and (args.checkpoint is not None or args.particles is not None):
         ap.error("--particles and --checkpoint are settings of --sampler smc")
-    draws = args.draws if args.draws is not None else (args.particles if args.sampler == "smc" else 1000)
-    if args.sampler == "smc" and draws > args.particles:
-        ap.error(f"--draws ({draws}) must be <= --particles ({args.particles}) with --sampler smc: the draws are particles")
+    particles = args.particles if args.particles is not None else DEFAULT_PARTICLES
+    draws = args.draws if args.draws is not None else (particles if args.sampler == "smc" else 1000)
+    if args.sampler == "smc" and draws > particles:
+        ap.error(f"--draws ({draws}) must be <= --particles ({particles}) with --sampler smc: the draws are particles")
     model = il2pkpd.load_model("ivory")
     smc = {}
     if args.sampler == "smc":
         if args.checkpoint is not None and not args.checkpoint.parent.is_dir():
             ap.error(f"--checkpoint: folder {args.checkpoint.parent} does not exist")
-        settings = {"particles": args.particles, "virtual": args.virtual, "seed": args.seed, "event_evidence": args.event_evidence,
+        settings = {"particles": particles, "virtual": args.virtual, "seed": args.seed, "event_evidence": args.event_evidence,
                     "proposal_df": args.proposal_df, "inflate": args.inflate, "model_hash": model_hash(model)}
-        smc = {"sampler": "smc", "particles": args.particles}
+        smc = {"sampler": "smc", "particles": particles}
         if args.checkpoint is not None:
             if args.checkpoint.exists():
                 saved = json.loads(args.checkpoint.read_text())

@@ -42,6 +42,7 @@ test target shaped like this calibration they reached their 100-step limit in ev
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -77,6 +78,9 @@ _METHOD_TEXT = {
     "smc": "mode + Laplace (unconstrained) + tempered SMC from the Laplace {proposal} (random-walk Metropolis moves with the "
            "particles' covariance)",
 }
+#: the settings of calibrate_published that only one sampler takes
+_SAMPLER_SETTINGS = {"importance": ("proposals", "rounds", "min_ess", "confirm", "prior_block"),
+                     "smc": ("particles", "smc_state", "on_stage")}
 _SMC_CORRELATION = 0.1  # tempered_smc's stopping rule for its moves, and the check on it
 _DAY_EOT = 61.0  # IVORY end-of-treatment PET (BRIEF 1.2: ~day 61 after the first dose)
 _YEAR2 = 730.5
@@ -329,16 +333,15 @@ def calibrate_published(model, *, n_virtual: int = 32, draws: int = 1000, seed: 
         raise OptionError(f"`confirm` must be an integer from 1 to `rounds` ({rounds}), got {confirm!r}")
     if sampler not in POSTERIOR_SAMPLERS:
         raise OptionError(f"`sampler` must be one of {list(POSTERIOR_SAMPLERS)}, got {sampler!r}")
-    if sampler == "importance":
-        changed = [name for name, given in (("particles", particles != 400), ("smc_state", smc_state is not None),
-                                            ("on_stage", on_stage is not None)) if given]
+    # a setting of the other sampler changed from its default would be ignored: refused
+    given = {"proposals": proposals, "rounds": rounds, "min_ess": min_ess, "confirm": confirm, "prior_block": prior_block,
+             "particles": particles, "smc_state": smc_state, "on_stage": on_stage}
+    defaults = {name: p.default for name, p in inspect.signature(calibrate_published).parameters.items()}
+    for other in set(POSTERIOR_SAMPLERS) - {sampler}:
+        changed = [name for name in _SAMPLER_SETTINGS[other] if given[name] != defaults[name]]
         if changed:
-            raise OptionError(f"{changed} are settings of sampler='smc', not of sampler='importance'")
+            raise OptionError(f"{changed} are settings of sampler={other!r}, not of sampler={sampler!r}")
     if sampler == "smc":
-        changed = [name for name, value, default in (("proposals", proposals, 600), ("rounds", rounds, 5), ("min_ess", min_ess, 400.0),
-                                                     ("confirm", confirm, 1), ("prior_block", prior_block, False)) if value != default]
-        if changed:
-            raise OptionError(f"{changed} are settings of sampler='importance', not of sampler='smc'")
         if isinstance(particles, bool) or int(particles) != particles or particles < 20:
             raise OptionError(f"`particles` must be an integer >= 20, got {particles!r}")
         if draws > particles:

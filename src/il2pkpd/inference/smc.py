@@ -178,8 +178,8 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
         state = {"u": u, "log_target": lp, "log_ref": reference.logpdf(u).reshape(particles), "beta": 0.0, "log_evidence": 0.0,
                  "stages": [], "evaluations": particles, "failed": int(np.sum(~np.isfinite(lp))), "scale": 2.38 / math.sqrt(u.shape[1]),
                  "moving": None}
-        if np.sum(np.isfinite(state["log_target"])) < 0.5 * particles:
-            raise OptionError(f"tempered SMC: the target could not be evaluated at {int(np.sum(~np.isfinite(state['log_target'])))} "
+        if state["failed"] > 0.5 * particles:
+            raise OptionError(f"tempered SMC: the target could not be evaluated at {state['failed']} "
                               f"of {particles} reference draws: the reference is too far from where the model solves")
     else:
         rng.bit_generator.state = state["rng"]
@@ -228,9 +228,8 @@ def tempered_smc(evaluate: Callable[[np.ndarray, str], np.ndarray], reference: R
         u, lp, lq = state["u"], state["log_target"], state["log_ref"]
         log_pi = np.where(np.isfinite(lp), (1 - beta) * lq + beta * lp, -np.inf)
         proposal = u + state["scale"] * rng.standard_normal((n, d)) @ m["chol"].T
-        lp_new = evaluate(proposal, f"SMC stage {m['stage']} (beta {beta:.4g}), Metropolis step {m['steps'] + 1}")
+        lp_new = np.asarray(evaluate(proposal, f"SMC stage {m['stage']} (beta {beta:.4g}), Metropolis step {m['steps'] + 1}"), dtype=float)
         lq_new = reference.logpdf(proposal).reshape(n)
-        lp_new = np.asarray(lp_new, dtype=float)
         state["failed"] += int(np.sum(~np.isfinite(lp_new)))
         log_pi_new = np.where(np.isfinite(lp_new), (1 - beta) * lq_new + beta * lp_new, -np.inf)
         accept = np.log(rng.random(n)) < log_pi_new - log_pi
