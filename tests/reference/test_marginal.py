@@ -201,6 +201,33 @@ def test_objective_gradient_equals_central_differences_of_the_objective(method):
     np.testing.assert_allclose(jac.sum(axis=0), fd, rtol=1e-6, atol=1e-6)
 
 
+def test_mode_sensitivity_equals_central_differences_of_the_modes_solved_again():
+    """``d eta*_i / du`` by the implicit function theorem (one forward pass) against central
+    differences of the conditional modes, each point's modes found again by Newton's method
+    from scratch (FOCE-I; the mode is the method's, whatever its Hessian)."""
+    import jax.numpy as jnp
+
+    records = _records(False)
+    ml = MarginalLikelihood(_model(), records + [Records(tuple(replace_dv(r, 0.8) for r in records[0]), subject=2)], method="focei")
+
+    def unpack(u):
+        return jnp.stack([jnp.exp(u[0]), 10.0, 0.02]), jnp.exp(u[1]).reshape(1, 1), {"cp": {"add": jnp.exp(u[2]), "prop": jnp.exp(u[3])}}
+
+    def eta_at(u):
+        theta, omega, err = unpack(jnp.asarray(u))
+        return ml.modes(np.asarray(theta), np.asarray(omega), {"cp": {k: float(v) for k, v in err["cp"].items()}}, tol=1e-14).eta
+
+    u = np.array([math.log(0.25), math.log(0.2), math.log(0.2), math.log(0.1)])
+    sens = ml.mode_sensitivity(unpack, u, eta_at(u))
+    assert sens.shape == (2, 1, 4)
+    h = 1e-5
+    fd = np.stack([(eta_at(u + e) - eta_at(u - e)) / (2 * h) for e in np.eye(4) * h], axis=-1)
+    np.testing.assert_allclose(sens, fd, rtol=1e-5, atol=1e-7)
+    # the typical value moves the modes the other way (eta is a deviation from it), all of it
+    # for a subject whose data fix its individual value: d eta / d log k is near -1
+    assert -1.0 < sens[0, 0, 0] < -0.5
+
+
 def replace_dv(record: Record, factor: float) -> Record:
     """The record with its DV scaled (a second subject with other data)."""
     from dataclasses import replace

@@ -3,8 +3,11 @@
 Oracles: the linear Gaussian model of data/linear_growth.toml (``y = base + slope t + eps``,
 normal IIV on both), for which FOCE-I is exact, so
 
-* each subject's conditional covariance of ``eta_i`` is ``(Omega^-1 + X^T X / sigma^2)^-1``
-  (the Gaussian posterior of a linear model: a closed form, computed here with NumPy);
+* each subject's conditional covariance of ``eta_i`` is ``C = (Omega^-1 + X^T X / sigma^2)^-1``
+  (the Gaussian posterior of a linear model: a closed form, computed here with NumPy), and its
+  mode ``eta_hat_i = C X^T (y_i - X beta) / sigma^2`` moves with the estimates as
+  ``d eta_hat / d beta = -C X^T X / sigma^2``, ``d eta_hat / d omega_k^2 = C E_kk eta_hat / omega_k^4``
+  and ``d eta_hat / d sigma = -2 C Omega^-1 eta_hat / sigma`` (differentiating the closed form);
 * the population block is the covariance step's covariance carried to PyMC's unconstrained
   scale by the delta method written out by hand (``log`` for the half-normal SDs:
   ``var(log omega) = var(omega^2) / (4 omega^4)``, ``var(log sigma) = var(sigma) / sigma^2``);
@@ -32,14 +35,14 @@ def setting(tmp_path_factory):
     from il2pkpd.likelihood import subject_data
 
     path = tmp_path_factory.mktemp("warm") / "data.csv"
-    _dataset(path, n=12, seed=5)
+    ys = _dataset(path, n=12, seed=5)
     model = _with_priors()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Il2pkpdWarning)
         ml_fit = il2pkpd.fit(model, path, method="focei")
     subjects = subject_data(model, read_nonmem_csv(path))
     pmodel = build_pymc_model(model, subjects, parameterization={"base": "centered", "slope": "noncentered"})
-    return {"path": path, "model": model, "fit": ml_fit, "subjects": subjects, "pmodel": pmodel,
+    return {"path": path, "model": model, "fit": ml_fit, "subjects": subjects, "pmodel": pmodel, "ys": ys,
             "start": initial_values(pmodel, ml_fit, subjects)}
 
 
@@ -62,41 +65,106 @@ def test_the_flat_layout_is_the_one_pymc_hands_numpyro(setting):
         np.testing.assert_array_equal(flat[at[rv.name]], np.ravel(value))
 
 
+def _closed_form(setting):
+    """The linear Gaussian model's conditional covariance ``C``, modes and their sensitivity
+    ``J_i`` (subjects, 2, table rows) at the fit's estimates, by the closed forms above."""
+    fit = setting["fit"]
+    t = fit.summary
+    names = list(t.index)
+    beta = np.array([fit.estimates["base"], fit.estimates["slope"]])
+    om = np.array([fit.estimates["omega_base"], fit.estimates["omega_slope"]])
+    sigma = fit.estimates["sigma_y"]
+    sig_row = next(n for n in names if t.loc[n, "kind"] == "SIGMA")
+    assert float(t.loc[sig_row, "estimate"]) == pytest.approx(sigma)  # the table's residual row is the SD itself
+    x = np.column_stack([np.ones_like(TIMES), TIMES])
+    cond = np.linalg.inv(np.diag(1 / om**2) + x.T @ x / sigma**2)  # every subject has the same design
+    eta = np.array([cond @ x.T @ (y - x @ beta) / sigma**2 for y in setting["ys"]])
+    sens = np.zeros((len(eta), 2, len(names)))
+    for j, row in enumerate(["base", "slope"]):
+        sens[:, :, names.index(row)] = -(cond @ x.T @ x / sigma**2)[:, j]
+    for k, row in enumerate(["omega2_base", "omega2_slope"]):
+        sens[:, :, names.index(row)] = (cond[:, k][None, :] * eta[:, k:k + 1]) / om[k] ** 4
+    sens[:, :, names.index(sig_row)] = -2.0 / sigma * eta @ (cond @ np.diag(1 / om**2)).T
+    return {"cond": cond, "eta": eta, "sens": sens, "om": om, "names": names, "sig_row": sig_row}
+
+
+def test_the_sensitivity_of_the_modes_is_the_closed_form(setting):
+    """FOCE-I's implicit derivative of each conditional mode with respect to every estimate
+    (``info["ebe"]["sensitivity"]``) against the differentiated closed form."""
+    oracle = _closed_form(setting)
+    ebe = setting["fit"].info["ebe"]
+    np.testing.assert_allclose(ebe["eta"], oracle["eta"], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ebe["sensitivity"], oracle["sens"], rtol=1e-5, atol=1e-9)
+
+
 def test_inverse_mass_matrix_against_closed_forms(setting):
-    from il2pkpd.inference.warm_start import initial_inverse_mass_matrix
+    """The joint normal approximation in the sampler's coordinates: the population block by the
+    delta method, each subject's random effects ``C + J_i Cov J_i^T`` (``/ omega`` for the
+    non-centred ``z``, which also moves with omega), and the cross terms ``J_i Cov``."""
+    from il2pkpd.inference.warm_start import has_cross_covariance, initial_inverse_mass_matrix
 
     fit, pmodel = setting["fit"], setting["pmodel"]
+    assert has_cross_covariance(fit)
     inv_mass = initial_inverse_mass_matrix(pmodel, fit, setting["subjects"])
     at = _layout(pmodel)
     assert inv_mass.shape == (sum(s.stop - s.start for s in at.values()),) * 2
     assert np.linalg.eigvalsh(inv_mass)[0] > 0
 
-    # random effects: the Gaussian posterior of eta_i in a linear model
-    om = np.array([fit.estimates["omega_base"], fit.estimates["omega_slope"]])
-    sigma = fit.estimates["sigma_y"]
-    x = np.column_stack([np.ones_like(TIMES), TIMES])
-    cond = np.linalg.inv(np.diag(1 / om**2) + x.T @ x / sigma**2)  # every subject has the same design
-    eta_base, z_slope = at["eta_base"], at["z_slope"]
-    np.testing.assert_allclose(np.diag(inv_mass)[eta_base], cond[0, 0], rtol=1e-5)  # centred: eta itself
-    np.testing.assert_allclose(np.diag(inv_mass)[z_slope], cond[1, 1] / om[1] ** 2, rtol=1e-5)  # z = eta / omega
-    np.testing.assert_allclose(np.diag(inv_mass[eta_base, z_slope]), cond[0, 1] / om[1], rtol=1e-5)
-    assert inv_mass[eta_base.start, z_slope.start + 1] == 0.0  # subjects are independent given the population
-
     # population block: the covariance step by the delta method, written out
     t = fit.summary
     se = t["se"].astype(float)
     corr = np.asarray(fit.info["covariance_step"]["correlation"])
-    names = list(t.index)
+    oracle = _closed_form(setting)
+    names, sig_row, om, cond, sens = oracle["names"], oracle["sig_row"], oracle["om"], oracle["cond"], oracle["sens"]
     cov = corr * np.outer(se, se)
     i = {n: names.index(n) for n in names}
     o2 = float(t.loc["omega2_base", "estimate"])
     assert inv_mass[at["base"], at["base"]][0, 0] == pytest.approx(cov[i["base"], i["base"]], rel=1e-6)  # Normal prior: no transform
     assert inv_mass[at["omega_base"], at["omega_base"]][0, 0] == pytest.approx(cov[i["omega2_base"], i["omega2_base"]] / (4 * o2**2), rel=1e-5)
     sy = fit.estimates["sigma_y"]
-    sig_row = next(n for n in names if t.loc[n, "kind"] == "SIGMA")
     assert inv_mass[at["sigma_y"], at["sigma_y"]][0, 0] == pytest.approx(cov[i[sig_row], i[sig_row]] / sy**2, rel=1e-5)
     assert inv_mass[at["base"], at["sigma_y"]][0, 0] == pytest.approx(cov[i["base"], i[sig_row]] / sy, rel=1e-5)
-    assert inv_mass[at["base"], eta_base].max() == 0.0  # population and random effects: block diagonal
+
+    # random effects: the centred eta_base and the non-centred z_slope = eta_slope / omega_slope,
+    # as linear maps of the estimates' deviations plus their conditional noise
+    eta_base, z_slope = at["eta_base"], at["z_slope"]
+    a_eta = sens[:, 0, :]
+    a_z = sens[:, 1, :] / om[1]
+    a_z[:, i["omega2_slope"]] -= oracle["eta"][:, 1] / om[1] ** 2 * (0.5 / om[1])  # z moves with omega = sqrt(omega^2)
+    np.testing.assert_allclose(np.diag(inv_mass[eta_base, eta_base]), cond[0, 0] + np.einsum("bp,pq,bq->b", a_eta, cov, a_eta), rtol=1e-5)
+    np.testing.assert_allclose(np.diag(inv_mass[z_slope, z_slope]), cond[1, 1] / om[1] ** 2 + np.einsum("bp,pq,bq->b", a_z, cov, a_z), rtol=1e-5)
+    np.testing.assert_allclose(np.diag(inv_mass[eta_base, z_slope]), cond[0, 1] / om[1] + np.einsum("bp,pq,bq->b", a_eta, cov, a_z), rtol=1e-5)
+    # two subjects are correlated only through the estimates they share
+    assert inv_mass[eta_base.start, z_slope.start + 1] == pytest.approx(a_eta[0] @ cov @ a_z[1], rel=1e-5)
+    # cross terms: Cov(eta_base_i, base) = J_i Cov(x)[:, base]; sigma's unconstrained scale is log
+    np.testing.assert_allclose(inv_mass[eta_base, at["base"]][:, 0], a_eta @ cov[:, i["base"]], rtol=1e-5)
+    np.testing.assert_allclose(inv_mass[z_slope, at["sigma_y"]][:, 0], a_z @ cov[:, i[sig_row]] / sy, rtol=1e-5)
+    # the ridge a centred parameter makes: base and the mean of eta_base are negatively correlated
+    mean_eta = inv_mass[eta_base, at["base"]][:, 0].mean()
+    assert mean_eta < 0
+
+
+def test_a_fit_without_the_sensitivity_gives_the_block_diagonal_matrix_and_says_so(setting):
+    """An init fit written before the sensitivity was recorded: no cross terms, the conditional
+    covariances alone, and a warning naming why (never a silent downgrade)."""
+    import dataclasses
+
+    from il2pkpd.inference.warm_start import has_cross_covariance, initial_inverse_mass_matrix
+
+    fit = setting["fit"]
+    old = dataclasses.replace(fit, info={**fit.info, "ebe": {k: v for k, v in fit.info["ebe"].items() if k != "sensitivity"}})
+    assert not has_cross_covariance(old)
+    inv_mass = initial_inverse_mass_matrix(setting["pmodel"], old, setting["subjects"])
+    at = _layout(setting["pmodel"])
+    cond = _closed_form(setting)["cond"]
+    np.testing.assert_allclose(np.diag(inv_mass)[at["eta_base"]], cond[0, 0], rtol=1e-5)
+    assert inv_mass[at["base"], at["eta_base"]].max() == 0.0 and inv_mass[at["eta_base"].start, at["z_slope"].start + 1] == 0.0
+    with warnings.catch_warnings(record=True) as caught:  # a 5-draw run also warns of its ESS
+        warnings.simplefilter("always", Il2pkpdWarning)
+        post = il2pkpd.fit(setting["model"], setting["path"], init=old, sampler="numpyro", mass_matrix="fixed", chains=1, tune=5, draws=5,
+                           predictive_draws=0, seed=1)
+    assert any("does not record the sensitivity of its conditional modes" in str(w.message) for w in caught)
+    assert "block-diagonal" in post.info["mass_matrix"]["rule"]
 
 
 def test_dispersed_starts_are_the_normal_approximation(setting):

@@ -267,9 +267,7 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
         return theta, omega, err
 
     def natural(u) -> np.ndarray:
-        theta, omega, err = unpack(jnp.asarray(u))
-        return np.concatenate([np.asarray(theta)[lay.theta_index], np.diag(np.asarray(omega)),
-                               [float(err[o][k]) for o, k in lay.error_keys]])
+        return np.asarray(_natural_variances_jax(unpack, lay, jnp.asarray(u, dtype=float)))
 
     def log_jacobian(u) -> float:
         """log |d natural / d u|: the typical values' transforms, then exp for the rest."""
@@ -428,6 +426,12 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
             return objective_and_subject_gradients(u, modes_at(u).eta)[1]
 
         cov, cov_r, cov_u, info["covariance_step"] = _covariance_step(gradient_at, u_hat, jac, natural, sandwich=not priors)
+        if n_k:
+            # d eta_hat_i / d estimate (natural scale, table order): with the covariance, the
+            # random effects' covariance with the estimates (what a NUTS mass matrix needs)
+            sens_u = ml.mode_sensitivity(unpack, u_hat, modes.eta)
+            dnat_du = np.diag(np.asarray(jax.jacfwd(lambda v: _natural_variances_jax(unpack, lay, v))(jnp.asarray(u_hat, dtype=float))))
+            info["eta_sensitivity"] = (sens_u / dnat_du).tolist()
     n_obs = int(np.sum(ml.n_gaussian))
     n_par = len(lay.names)
     info["aic"] = ofv + n_obs * _LOG_2PI + 2 * n_par
@@ -454,6 +458,13 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
     return Estimate(method=method, ofv=ofv, estimates=dict(zip(lay.names, nat.tolist())), table=_table(lay, nat, cov, at_bound),
                     covariance=cov, covariance_r=cov_r, eta=modes.eta, iiv_names=list(ml.iiv_names), obj=obj, info=info,
                     _scale=_EstimationScale(u_hat, cov_u, objective, objective_at, natural, log_jacobian, list(lay.names)))
+
+
+def _natural_variances_jax(unpack, lay: _Layout, u):
+    """The estimates as the table gives them (``omega2`` as variances), in ``lay.names`` order (JAX)."""
+    theta, omega, err = unpack(u)
+    return jnp.concatenate([theta[jnp.asarray(lay.theta_index, dtype=int)], jnp.diag(omega),
+                            jnp.stack([err[o][k] for o, k in lay.error_keys]) if lay.error_keys else jnp.zeros(0)])
 
 
 def _natural_jax(unpack, lay: _Layout, u):

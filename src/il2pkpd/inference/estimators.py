@@ -84,9 +84,10 @@ class Nuts(Estimator):
     #: the ways of setting NUTS's inverse mass matrix; those from the init fit need a sampler that takes one
     MASS_MATRIX = {
         "adapt": "adapted in warm-up from the identity (the sampler's default)",
-        "init": "started from the init fit's covariance (population block) and conditional covariances (random effects), "
-                "then adapted in warm-up",
-        "fixed": "the init fit's covariance throughout (only the step size adapted in warm-up)",
+        "init": "started from the init fit's joint normal approximation (the covariance step, each subject's conditional covariance "
+                "and the sensitivity of its modes: warm_start.initial_inverse_mass_matrix), then adapted in warm-up",
+        "fixed": "the init fit's joint normal approximation throughout (warm_start.initial_inverse_mass_matrix; only the step size "
+                 "adapted in warm-up)",
     }
     #: samplers that take a starting inverse mass matrix (nutpie 0.16 and PyMC's BlackJAX path take none)
     MASS_MATRIX_SAMPLERS = ("numpyro",)
@@ -186,7 +187,7 @@ class Nuts(Estimator):
         chain_method, chain_rule = self.chain_method(sampler) if sampler in _JAX_SAMPLERS else ("", "")
         jax_nuts = {"chain_method": chain_method}
         if mass != "adapt":
-            from .warm_start import dispersed_starts, initial_inverse_mass_matrix
+            from .warm_start import dispersed_starts, has_cross_covariance, initial_inverse_mass_matrix
 
             try:
                 inv_mass = initial_inverse_mass_matrix(pmodel, init, subjects)
@@ -198,6 +199,12 @@ class Nuts(Estimator):
                               Il2pkpdWarning, stacklevel=4)
                 mass, mass_rule = "adapt", f"auto: the init fit gives none ({exc})"
             else:
+                if not has_cross_covariance(init):
+                    mass_rule += ("; block-diagonal: the init fit does not record how its modes move with its estimates "
+                                  "(written by an older il2pkpd), so random effects and population parameters start uncorrelated")
+                    warnings.warn("the init fit does not record the sensitivity of its conditional modes (an older fit): the starting mass "
+                                  "matrix is block-diagonal, which is slow on a centred parameter's ridge; refit it to get the cross terms",
+                                  Il2pkpdWarning, stacklevel=4)
                 # NumPyro ravels PyMC's initial points in initial_point() order, as the matrix is laid out
                 jax_nuts.update(inverse_mass_matrix=inv_mass, dense_mass=True, adapt_mass_matrix=(mass == "init"), jitter=False)
                 initvals = dispersed_starts(pmodel, initvals, inv_mass, chains, seed)
@@ -322,10 +329,13 @@ class Marginal(Estimator):
             new, transform = fit_name(name)
             estimates[new], names[name] = float(transform(value)), new
         info = {**_provenance(model, subjects, seed), "ofv": est.ofv,
-                **{k: v for k, v in est.info.items() if k not in ("covariance_step", "eta_conditional_cov")},
+                **{k: v for k, v in est.info.items() if k not in ("covariance_step", "eta_conditional_cov", "eta_sensitivity")},
                 "covariance_step": {k: v for k, v in est.info.get("covariance_step", {}).items() if not k.endswith("_u")},
+                # sensitivity: d eta_hat_i / d estimate, (subjects, random effects, table rows), the
+                # table's scale (omega2 a variance); with the covariance, Cov(eta_i, estimates)
                 "ebe": {"names": est.iiv_names, "subjects": [str(r.subject) for r in subjects.records], "eta": est.eta.tolist(),
-                        "conditional_cov": est.info["eta_conditional_cov"]},
+                        "conditional_cov": est.info["eta_conditional_cov"],
+                        **({"sensitivity": est.info["eta_sensitivity"]} if "eta_sensitivity" in est.info else {})},
                 "obj_per_subject": est.obj.tolist(), "fit_names": names}  # table row -> the estimate's name (omega SD, sigma_<obs>)
         if not sir_samples:
             return Fit(model.name, est.table, info, estimates, None)

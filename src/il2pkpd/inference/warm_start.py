@@ -9,10 +9,17 @@ FOCE-I/FOCE/Laplace fit carries what that covariance needs:
   variables by the derivative of each variable's own transform (delta method);
 * each subject's conditional covariance of its random effects, ``H_i^-1`` at the conditional
   mode (the inner problem's Hessian), for the centred ``eta_<name>`` as is and for the
-  non-centred ``z_<name> = eta / omega`` divided by ``omega^2``.
+  non-centred ``z_<name> = eta / omega`` divided by ``omega^2``;
+* how each conditional mode moves with the population parameters, ``J_i = d eta_hat_i / dx``
+  (the inner problem's implicit derivative, ``info["ebe"]["sensitivity"]``), which gives the
+  random effects' covariance with the population parameters and with each other:
+  ``Cov(eta_i, x) = J_i Cov(x)``, ``Var(eta_i) = H_i^-1 + J_i Cov(x) J_i^T``. Without it the
+  matrix misses the ridge of a centred parameter (a typical value and the mean of its random
+  effects, of which the data measure only the sum): on the 60-subject IVORY recovery the
+  block-diagonal matrix left ``tbr0`` at ESS 17 in 200 draws (benchmarks/README.md).
 
-Population parameters and random effects are taken as uncorrelated (a block-diagonal matrix):
-the fit gives no cross term, and the warm-up's adaptation (``mass_matrix="init"``) learns it.
+A fit written before the sensitivity was recorded gives the block-diagonal matrix (cross terms
+zero), and :class:`~il2pkpd.inference.estimators.Nuts` says so.
 
 The chains start at draws from the same normal approximation on the unconstrained scale
 (chain 0 at the estimate itself), so that they start apart, as R-hat assumes, but inside the
@@ -26,7 +33,7 @@ import numpy as np
 from ..errors import OptionError
 from .fit import held_residual_parameters
 
-__all__ = ["initial_inverse_mass_matrix", "dispersed_starts", "flat_layout"]
+__all__ = ["initial_inverse_mass_matrix", "dispersed_starts", "flat_layout", "has_cross_covariance"]
 
 
 def flat_layout(pmodel) -> list[tuple[str, slice, tuple]]:
@@ -58,9 +65,8 @@ def _transform(pmodel, rv_name: str, direction: str = "forward"):
 
 
 def _population_covariance(init) -> tuple[list[str], np.ndarray]:
-    """The fit's covariance of its estimates, by its table's rows, on the scale of its estimates
-    (``omega`` as an SD): the covariance step's correlation and SEs, with ``omega2 -> omega`` by
-    the delta method (``d sqrt(v) / dv = 1 / (2 sqrt(v))``)."""
+    """The fit's covariance of its estimates, by its table's rows and on the table's scale
+    (``omega2`` a variance): the covariance step's correlation and standard errors."""
     step = init.info.get("covariance_step") or {}
     if not step.get("ok"):
         raise OptionError("the init fit has no covariance step (it failed: "
@@ -71,12 +77,14 @@ def _population_covariance(init) -> tuple[list[str], np.ndarray]:
     if corr.shape != (len(se), len(se)) or not np.all(np.isfinite(se)):
         raise OptionError(f"the init fit's covariance step does not match its table ({corr.shape} for {len(se)} estimates) "
                           "or has non-finite standard errors: use mass_matrix='adapt'")
-    cov = corr * np.outer(se, se)
-    scale = np.ones(len(se))
-    for j, name in enumerate(table.index):
-        if name.startswith("omega2_"):
-            scale[j] = 0.5 / np.sqrt(float(table["estimate"].iloc[j]))
-    return list(table.index), cov * np.outer(scale, scale)
+    return list(table.index), corr * np.outer(se, se)
+
+
+def has_cross_covariance(init) -> bool:
+    """Whether ``init`` records how its conditional modes move with its estimates
+    (``info["ebe"]["sensitivity"]``), from which the random effects' covariance with the
+    population parameters comes; fits written before it was recorded have none."""
+    return "sensitivity" in (init.info.get("ebe") or {})
 
 
 def _prior_variance(pmodel, rv_name: str, draws: int = 4000) -> float:
@@ -96,7 +104,8 @@ def initial_inverse_mass_matrix(pmodel, init, subjects) -> np.ndarray:
         The PyMC model of :func:`~il2pkpd.inference.pymc_model.build_pymc_model`.
     init
         A maximum-likelihood :class:`~il2pkpd.inference.fit.Fit` of the same model and data, with
-        a successful covariance step and its conditional modes (``info["ebe"]``).
+        a successful covariance step and its conditional modes (``info["ebe"]``: modes,
+        conditional covariances and, where recorded, their sensitivity to the estimates).
     subjects
         The data (its subject IDs must be the fit's).
 
@@ -127,9 +136,21 @@ def initial_inverse_mass_matrix(pmodel, init, subjects) -> np.ndarray:
         raise OptionError("the init fit has no conditional covariances of its random effects (fitted before they were recorded): "
                           "refit it, or use mass_matrix='adapt'")
 
+    n_rows = len(table_names)
+    sens = np.asarray(ebe["sensitivity"], dtype=float) if has_cross_covariance(init) else np.zeros((len(ids), len(iiv), n_rows))
+    if sens.shape != (len(ids), len(iiv), n_rows):
+        raise OptionError(f"the init fit's sensitivity of its modes has shape {sens.shape}, not (subjects, random effects, estimates) = "
+                          f"{(len(ids), len(iiv), n_rows)}: refit it, or use mass_matrix='adapt'")
+    eta_hat = np.asarray(ebe["eta"], dtype=float)
+
+    # The Laplace approximation, linearised: the estimates x ~ N(x_hat, cov_fit) and, given
+    # them, eta_i ~ N(eta_hat_i + J_i (x - x_hat), C_i). Every sampled coordinate is then
+    # (to first order) A_j (x - x_hat) + its own conditional noise, so the covariance of the
+    # sampled vector is A cov_fit A^T + the conditional block E.
     layout = flat_layout(pmodel)
     size = layout[-1][1].stop if layout else 0
-    inv_mass = np.zeros((size, size))
+    a_map = np.zeros((size, n_rows))
+    cond_block = np.zeros((size, size))
 
     population = [(s, n) for n, s, _ in layout if not n.startswith(("z_", "eta_"))]
     # residual parameters of an observation type without rows: the data say nothing of them,
@@ -138,38 +159,47 @@ def initial_inverse_mass_matrix(pmodel, init, subjects) -> np.ndarray:
     held_names = held_residual_parameters(init)
     held = [(s, n) for s, n in population if n not in index and n in held_names]
     for s, name in held:
-        inv_mass[s, s] = _prior_variance(pmodel, name)
+        cond_block[s, s] = _prior_variance(pmodel, name)
     population = [(s, n) for s, n in population if (s, n) not in held]
     missing = [n for _, n in population if n not in index]
     if missing:
         raise OptionError(f"the init fit has no covariance for {missing}: fit the same model by maximum likelihood first")
+
+    def per_table_unit(name: str) -> float:
+        """d (the Fit's value of ``name``) / d (its table row): 1, or d omega / d omega^2."""
+        return 0.5 / float(init.estimates[name]) if table_names[index[name]].startswith("omega2_") else 1.0
+
     # delta method: d u / d x of each transform at the estimate, by central differences on a
     # step well inside the estimate's uncertainty
-    rows = [index[n] for _, n in population]
-    jac = np.zeros(len(rows))
-    for k, (_, name) in enumerate(population):
+    for s, name in population:
         x = float(init.estimates[name])
         h = 1e-4 * max(abs(x), 1e-8)
         forward = _transform(pmodel, name)
-        jac[k] = float((forward(x + h) - forward(x - h))[0] / (2 * h))
-    pop_cov = cov_fit[np.ix_(rows, rows)] * np.outer(jac, jac)
-    flat = np.concatenate([np.arange(s.start, s.stop) for s, _ in population]) if population else np.array([], int)
-    inv_mass[np.ix_(flat, flat)] = pop_cov
+        a_map[s.start, index[name]] = float((forward(x + h) - forward(x - h))[0] / (2 * h)) * per_table_unit(name)
 
-    # each sampled random effect: (its index in the fit's eta, its slice, the divisor taking
-    # eta to the sampled coordinate: omega for the non-centred z = eta / omega, 1 for eta)
+    # each sampled random effect: (its index in the fit's eta, its slice, omega for the
+    # non-centred z = eta / omega or None for the centred eta itself)
     effects = []
     for n, s, _ in layout:
         if n.startswith(("z_", "eta_")):
             name = n.split("_", 1)[1]
             if name not in iiv:
                 raise OptionError(f"the init fit has no random effect on {name!r}: fit the same model by maximum likelihood first")
-            effects.append((iiv.index(name), s, float(init.estimates[f"omega_{name}"]) if n.startswith("z_") else 1.0))
+            effects.append((iiv.index(name), s, float(init.estimates[f"omega_{name}"]) if n.startswith("z_") else None))
     subject = np.arange(len(ids))
+    for k, s, omega in effects:
+        rows = s.start + subject
+        if omega is None:
+            a_map[rows] = sens[:, k, :]
+        else:  # z = eta / omega moves with eta and with omega: dz = d eta / omega - eta / omega^2 d omega
+            a_map[rows] = sens[:, k, :] / omega
+            name = f"omega_{iiv[k]}"
+            a_map[rows, index[name]] -= eta_hat[:, k] / omega**2 * per_table_unit(name)
     for k, sk, dk in effects:  # within a subject: its conditional covariance; across subjects: none
         for m, sm, dm in effects:
-            inv_mass[sk.start + subject, sm.start + subject] = cond[:, k, m] / (dk * dm)
+            cond_block[sk.start + subject, sm.start + subject] = cond[:, k, m] / ((dk or 1.0) * (dm or 1.0))
 
+    inv_mass = a_map @ cov_fit @ a_map.T + cond_block
     inv_mass = 0.5 * (inv_mass + inv_mass.T)
     eig = np.linalg.eigvalsh(inv_mass)
     if not np.all(np.isfinite(inv_mass)) or eig[0] <= 0:
