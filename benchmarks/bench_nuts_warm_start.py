@@ -4,9 +4,10 @@ HMC's step size is bounded by the largest eigenvalue of ``L^T H L`` (``H``: Hess
 negative log posterior on the sampler's unconstrained scale; ``L L^T``: the inverse mass
 matrix) and a trajectory must be long enough for the smallest, so the number of leapfrog steps
 per draw grows like the square root of that matrix's condition number. This script measures it
-at the FOCE-I start for three metrics: the identity (where a cold warm-up starts), the diagonal
-of the FOCE-I matrix, and the dense FOCE-I matrix of
-:func:`il2pkpd.inference.warm_start.initial_inverse_mass_matrix`. ``H`` is central
+at the FOCE-I start for these metrics: the identity (where a cold warm-up starts), the diagonal
+of the FOCE-I matrix, the FOCE-I matrix without its cross terms (population parameters and
+random effects uncorrelated; fits without the modes' sensitivity), and the dense FOCE-I matrix
+of :func:`il2pkpd.inference.warm_start.initial_inverse_mass_matrix`. ``H`` is central
 differences of the JAX gradient of PyMC's log density (2d gradients).
 
 With ``--nuts-warmup W --nuts-draws N`` it also runs NumPyro's NUTS, one chain, on the same log
@@ -68,7 +69,7 @@ def main() -> None:
     from il2pkpd.inference.estimators import ESTIMATORS
     from il2pkpd.inference.fit import initial_values
     from il2pkpd.inference.pymc_model import build_pymc_model
-    from il2pkpd.inference.warm_start import _transform, flat_layout, initial_inverse_mass_matrix
+    from il2pkpd.inference.warm_start import _transform, flat_layout, has_cross_covariance, initial_inverse_mass_matrix
     from il2pkpd.io.fits import load_fit
     from il2pkpd.io.nonmem import from_dataframe
     from il2pkpd.io.output import atomic_write
@@ -86,6 +87,10 @@ def main() -> None:
     pmodel = build_pymc_model(model, subjects, options=options, parameterization=chosen)
     start = initial_values(pmodel, init, subjects)
     inv_mass = initial_inverse_mass_matrix(pmodel, init, subjects)
+    # the same matrix without the cross terms (random effects uncorrelated with the population
+    # parameters: what fits without the modes' sensitivity give)
+    block = initial_inverse_mass_matrix(pmodel, dataclasses.replace(init, info={**init.info, "ebe": {
+        k: v for k, v in init.info["ebe"].items() if k != "sensitivity"}}), subjects) if has_cross_covariance(init) else None
 
     layout = flat_layout(pmodel)
     u0 = np.concatenate([_transform(pmodel, n)(start[n]).ravel() for n, _, _ in layout])
@@ -116,7 +121,9 @@ def main() -> None:
     hessian_s = time.perf_counter() - t0
     hess = 0.5 * (hess + hess.T)
     metrics = {}
-    for label, matrix in () if args.skip_hessian else (("identity", np.eye(d)), ("focei_diagonal", np.diag(np.diag(inv_mass))), ("focei_dense", inv_mass)):
+    for label, matrix in () if args.skip_hessian else (("identity", np.eye(d)), ("focei_diagonal", np.diag(np.diag(inv_mass))),
+                                                                  *((("focei_block_diagonal", block),) if block is not None else ()),
+                                                                  ("focei_dense", inv_mass)):
         chol = np.linalg.cholesky(matrix)
         ev = np.linalg.eigvalsh(chol.T @ hess @ chol)
         positive = ev[ev > 0]

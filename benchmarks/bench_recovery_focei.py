@@ -1,11 +1,12 @@
-"""FOCE-I recovery on the 60-subject IVORY design, without the MI rows (SYNTHETIC; issue 14).
+"""FOCE-I (or Laplace) recovery on the 60-subject IVORY design (SYNTHETIC; issue 14).
 
 The trial of ``bench_recovery.py`` (``designs.ivory()``: 31:29, Treg and NK at the 7 registry
-visits, TBR at baseline and day 61) simulated from ``models/ivory.toml`` at its typical values,
-then fitted by ``il2pkpd.fit(method="focei")``: the population parameters the Gaussian rows
-inform (``ESTIMATED`` less the MI risk), their omegas and the residual SDs. The MI rows are
-left out: FOCE-I takes Gaussian rows only (NONMEM needs LAPLACIAN for events), and the Laplace
-gradient of this model is not yet fast enough here; ``p_mi_1y`` is fixed at its true value.
+visits, TBR at baseline and day 61, MI over two years) simulated from ``models/ivory.toml`` at
+its typical values, then fitted by ``il2pkpd.fit(method="focei")``: the population parameters
+the Gaussian rows inform (``ESTIMATED`` less the MI risk), their omegas and the residual SDs.
+By default the MI rows are left out (FOCE-I takes Gaussian rows only; NONMEM needs LAPLACIAN
+for events) and ``p_mi_1y`` is fixed at its true value; ``--method laplace --mi`` keeps them
+and estimates ``p_mi_1y`` (third derivatives of the solve: slower).
 
 The subjects are split over both cores (``IL2PKPD_CPU_DEVICES=2``, set here before JAX starts:
 the forward-mode solves of FOCE-I shard like the reverse-mode ones).
@@ -50,6 +51,11 @@ def main() -> None:
     ap.add_argument("--ofv-tol", type=float, default=1e-3, help="the OFV-change stopping rule (estimate(ofv_tol=...))")
     ap.add_argument("--fix-iiv-zero", action="append", default=[], metavar="PARAMETER",
                     help="fit without the IIV of this parameter (NONMEM practice when its variance went to 0); the data keep it")
+    ap.add_argument("--method", default="focei", choices=["focei", "foce", "laplace"], help="the estimation method (default focei)")
+    ap.add_argument("--priors", action="store_true",
+                    help="MAP-FOCE-I (fit(priors=True)): the model file's priors added, the covariance R^-1 of the penalised objective "
+                         "(a starting mass matrix closer to the NUTS posterior, which has the same priors)")
+    ap.add_argument("--mi", action="store_true", help="keep the MI rows (two years) and estimate p_mi_1y: needs --method laplace")
     ap.add_argument("--simulate-reduced", action="store_true",
                     help="simulate the trial without the IIV --fix-iiv-zero leaves out (a correctly specified fit; default: the data keep it)")
     ap.add_argument("--sir", type=int, default=0, metavar="N",
@@ -74,7 +80,9 @@ def main() -> None:
     from il2pkpd.io.output import atomic_write
     from il2pkpd.solve import SolverOptions
 
-    estimated = tuple(e for e in ESTIMATED if e != "p_mi_1y")
+    if args.mi and args.method != "laplace":
+        ap.error(f"--mi: the MI rows are time-to-event rows, which only --method laplace takes (NONMEM's LAPLACIAN), not {args.method!r}")
+    estimated = tuple(e for e in ESTIMATED if args.mi or e != "p_mi_1y")
     model = recovery_model().estimate_only(*estimated)
     reduced = model
     if args.fix_iiv_zero:
@@ -90,14 +98,15 @@ def main() -> None:
     # misspecified fit); --simulate-reduced simulates from the fitted model itself
     truth_model = reduced if args.simulate_reduced else model
     table = simulate_trial(designs.ivory(args.n_il2, args.n_placebo), truth_model, seed=args.seed)
-    table = table[table["EVENT"].isna()]
+    if not args.mi:
+        table = table[table["EVENT"].isna()]
     data = from_dataframe(table)
     model = reduced
     options = SolverOptions(rtol=1e-4, atol=1e-7, solver="rodas4")
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Il2pkpdWarning)
-        fit = il2pkpd.fit(model, data, method="focei", options=options, ofv_tol=args.ofv_tol, progressbar=True,  # a line per iteration
+        fit = il2pkpd.fit(model, data, method=args.method, options=options, priors=args.priors, ofv_tol=args.ofv_tol, progressbar=True,  # a line per iteration
                           sir_samples=args.sir, **({"sir_iterations": args.sir_iterations} if args.sir else {}))
     wall = time.perf_counter() - t0
     if args.save_fit is not None:
@@ -105,7 +114,7 @@ def main() -> None:
 
         write_fit(fit, args.save_fit)
     dvids = {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0}
-    truth = {k: v for k, v in true_values(truth_model, dvids).items() if k != "p_mi_1y" and k not in {f"omega_{n}" for n in args.fix_iiv_zero}}
+    truth = {k: v for k, v in true_values(truth_model, dvids).items() if (args.mi or k != "p_mi_1y") and k not in {f"omega_{n}" for n in args.fix_iiv_zero}}
     # the OFV at the truth tells an optimiser that stopped short (OFV(truth) < OFV(estimate))
     # from a likelihood whose maximum lies elsewhere on this data set (a ridge, chance); the
     # likelihood-ratio statistic against chi2(number estimated) is a joint test of the truth
@@ -113,7 +122,7 @@ def main() -> None:
 
     from il2pkpd.likelihood import MarginalLikelihood, default_error_params
 
-    ml = MarginalLikelihood(model, data, method="focei", options=options)
+    ml = MarginalLikelihood(model, data, method=args.method, options=options)
     errors = default_error_params(model)  # the model file's values are the truth (recovery_model)
     # (with --fix-iiv-zero this is the OFV of the truth's typical values in the reduced model)
     ofv_truth = ml.modes(np.array([p.value for p in model.parameters]), np.diag([truth[f"omega_{n}"] ** 2 for n in ml.iiv_names]), errors).ofv
@@ -144,7 +153,7 @@ def main() -> None:
                 q05, q95 = np.percentile(np.asarray(post[name]).ravel(), [5, 95])
                 rows[key].update(sir_q05=float(q05), sir_q95=float(q95), sir_covered=bool(q05 <= truth[key] <= q95))
     result = {"benchmark": "recovery-focei", "date": time.strftime("%Y-%m-%d %H:%M"), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-              "devices": os.environ.get("IL2PKPD_CPU_DEVICES"), "synthetic": True, "design": "designs.ivory() without MI rows",
+              "devices": os.environ.get("IL2PKPD_CPU_DEVICES"), "synthetic": True, "design": "designs.ivory()" + ("" if args.mi else " without MI rows"), "method": args.method, "priors": args.priors,
               "subjects": {"aldesleukin": args.n_il2, "placebo": args.n_placebo}, "seed": args.seed, "estimated": list(estimated),
               "iiv_left_out": list(args.fix_iiv_zero), "data_simulated_with_that_iiv": not args.simulate_reduced,
               "ofv_tol": args.ofv_tol, "message": fit.info.get("message"), "wall_time_s": wall, "ofv": fit.info.get("ofv"), "iterations": fit.info.get("iterations"), "evaluations": fit.info.get("evaluations"),

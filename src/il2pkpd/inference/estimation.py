@@ -426,7 +426,7 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
             return objective_and_subject_gradients(u, modes_at(u).eta)[1]
 
         cov, cov_r, cov_u, info["covariance_step"] = _covariance_step(gradient_at, u_hat, jac, natural, sandwich=not priors)
-        if n_k:
+        if n_k and info["covariance_step"]["ok"]:
             # d eta_hat_i / d estimate (natural scale, table order): with the covariance, the
             # random effects' covariance with the estimates (what a NUTS mass matrix needs)
             sens_u = ml.mode_sensitivity(unpack, u_hat, modes.eta)
@@ -470,9 +470,9 @@ def _natural_variances_jax(unpack, lay: _Layout, u):
 def _natural_jax(unpack, lay: _Layout, u):
     """The estimated quantities on the model file's scale, in ``lay.names`` order (JAX):
     typical values, omega SDs (not variances: the priors are on SDs), residual parameters."""
-    theta, omega, err = unpack(u)
-    return jnp.concatenate([theta[jnp.asarray(lay.theta_index, dtype=int)], jnp.sqrt(jnp.diag(omega)),
-                            jnp.stack([err[o][k] for o, k in lay.error_keys]) if lay.error_keys else jnp.zeros(0)])
+    values = _natural_variances_jax(unpack, lay, u)
+    n_theta, n_k = len(lay.theta_index), len(lay.names) - len(lay.theta_index) - len(lay.error_keys)
+    return values.at[n_theta:n_theta + n_k].set(jnp.sqrt(values[n_theta:n_theta + n_k]))
 
 
 def _prior_penalty(model, lay: _Layout, natural_jax, error_file: dict):
