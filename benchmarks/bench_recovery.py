@@ -82,8 +82,12 @@ def main() -> None:
                     help="start NUTS from this maximum-likelihood fit folder of the same trial (bench_recovery_focei.py --save-fit)")
     ap.add_argument("--sampler", default="nutpie", help="nutpie (default) or numpyro (takes the init fit's mass matrix)")
     ap.add_argument("--mass-matrix", default="auto", help="fit(mass_matrix=...): auto, adapt, init or fixed")
+    ap.add_argument("--save-fit", type=Path, default=None, metavar="FOLDER",
+                    help="also write the fit (its draws: per-chain traces, sampler statistics) to this new folder (il2pkpd.io.fits.write_fit)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
+    if args.save_fit is not None and args.save_fit.exists():  # refused before hours of sampling, not after
+        ap.error(f"--save-fit: {args.save_fit} exists; give a new folder")
     if args.sampler == "numpyro":  # NumPyro runs the chains one after another on CPU; each splits its subjects over the cores
         os.environ.setdefault("IL2PKPD_CPU_DEVICES", "all")
 
@@ -123,6 +127,10 @@ def main() -> None:
         fit = il2pkpd.fit(model, data, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
                           options=options, predictive_draws=0, sampler=args.sampler, progressbar=True, **extra)
     wall = time.perf_counter() - t0
+    if args.save_fit is not None:
+        from il2pkpd.io.fits import write_fit
+
+        write_fit(fit, args.save_fit)
     truth = true_values(truth_model, {int(v) for v in table.loc[table["EVID"] == 0, "DVID"].dropna()} - {0})
     truth = {k: v for k, v in truth.items() if not (args.no_mi and k == "p_mi_1y") and k not in {f"omega_{n}" for n in args.fix_iiv_zero}}
     post = fit.idata["posterior"]
