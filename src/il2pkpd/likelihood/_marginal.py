@@ -468,11 +468,23 @@ class MarginalLikelihood:
         solution's derivatives: second order for FOCE/FOCE-I, third for Laplace). Not a
         finite difference anywhere.
         """
-        if getattr(self, "_grad_unpack", None) is not unpack:  # the function itself is kept: an id could be reused
-            self._grad_unpack = unpack
-            self._grad_fn = jax.jit(lambda u, eta: self._objective_and_gradient(unpack, u, eta))
-        obj, jac = self._grad_fn(jnp.asarray(u, dtype=float), jnp.asarray(eta, dtype=float))
+        obj, jac = self._jitted(self._objective_and_gradient, unpack)(jnp.asarray(u, dtype=float), jnp.asarray(eta, dtype=float))
         return np.asarray(obj), np.asarray(jac)
+
+    def _jitted(self, method, unpack):
+        """``method(unpack, u, eta)`` compiled once per ``unpack`` (the function itself is kept,
+        not its id, which could be reused after it is freed)."""
+        cache = self.__dict__.setdefault("_jit_cache", {})
+        key = method.__name__
+        if key not in cache or cache[key][0] is not unpack:
+            cache[key] = (unpack, jax.jit(lambda u, eta: method(unpack, u, eta)))
+        return cache[key][1]
+
+    def _derivative_solve(self, theta, eta):
+        """What the derivatives at the modes solve with: the Taylor polynomial around the modes
+        for FOCE/FOCE-I (second order is all their terms read), the solve itself for Laplace
+        (whose Hessian is already second order)."""
+        return None if self.method.exact_hessian else self._taylor(jax.lax.stop_gradient(self.individual(theta, eta)))
 
     def _objective_and_gradient(self, unpack, u, eta):
         theta, omega, err = unpack(u)
@@ -482,7 +494,7 @@ class MarginalLikelihood:
         # twice-nested solve gives them all, and the rest is algebra on its Taylor polynomial
         # (exact to that order). Laplace's Hessian is itself second order, so its gradient
         # needs third derivatives: it differentiates the solve directly.
-        solve = None if self.method.exact_hessian else self._taylor(jax.lax.stop_gradient(self.individual(theta, eta)))
+        solve = self._derivative_solve(theta, eta)
 
         def log_det_h(e):
             return jnp.linalg.slogdet(0.5 * self._terms_fn(theta, omega_inv, err, e, solve=solve)[2])[1]
@@ -513,14 +525,11 @@ class MarginalLikelihood:
         the modes in ``u`` gives the random effects' covariance with the population parameters
         under the Laplace approximation (``Cov(eta_i, u) = J_i Cov(u)``), which a NUTS mass
         matrix started from a FOCE-I fit needs (:mod:`il2pkpd.inference.warm_start`)."""
-        if getattr(self, "_sens_unpack", None) is not unpack:
-            self._sens_unpack = unpack
-            self._sens_fn = jax.jit(lambda u, eta: self._mode_sensitivity(unpack, u, eta))
-        return np.asarray(self._sens_fn(jnp.asarray(u, dtype=float), jnp.asarray(eta, dtype=float)))
+        return np.asarray(self._jitted(self._mode_sensitivity, unpack)(jnp.asarray(u, dtype=float), jnp.asarray(eta, dtype=float)))
 
     def _mode_sensitivity(self, unpack, u, eta):
         theta, omega, err = unpack(u)
-        solve = None if self.method.exact_hessian else self._taylor(jax.lax.stop_gradient(self.individual(theta, eta)))
+        solve = self._derivative_solve(theta, eta)
         hess_l = self._terms_fn(theta, jnp.linalg.inv(omega), err, eta, exact=True, solve=solve)[2]
 
         def grad_l(u):
