@@ -38,6 +38,7 @@ of the discrete solution.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -198,46 +199,81 @@ class MarginalLikelihood:
     def _solve_phi(self, phi):
         return self.joint._solve(phi, self._cov)
 
-    def _taylor(self, phi):
+    def _taylor(self, phi, order: int = 2):
         """The Taylor polynomial of the solve around individual parameters ``phi`` (B, P):
         ``phi' -> (outs, states, status)``, exact at ``phi`` in its value, its first
         derivatives with respect to every parameter that can vary (estimated or with IIV; a
-        fixed parameter without IIV never moves) and its second derivatives with respect to
-        every pair that involves a parameter with IIV, with the status of the solve at ``phi``.
+        fixed parameter without IIV never moves), its second derivatives with respect to every
+        pair that involves a parameter with IIV and, with ``order=3``, its third derivatives
+        with respect to every triple that involves two parameters with IIV; the status is the
+        solve's at ``phi``.
 
-        That is what the FOCE/FOCE-I gradient reads: its quantities are at most first order in
-        the random effects (``l``, ``d l / d eta``, the Hessian from ``d pred / d eta``), and it
-        differentiates them once more, with respect to ``eta`` or to the population parameters.
-        A pair of two parameters without IIV would only give the objective's own second
-        derivative in them, which no gradient needs: its block of the polynomial is zero.
-        For IVORY's recovery model that is 21 second-order solves instead of 64."""
+        That is what the gradients read. FOCE/FOCE-I's quantities are at most first order in
+        the random effects (``l``, ``d l / d eta``, the Hessian from ``d pred / d eta``), and
+        the gradient differentiates them once more, with respect to ``eta`` or to the
+        population parameters: second order, one index a random effect. Laplace's Hessian is
+        second order in the random effects, and its gradient differentiates it once more:
+        third order, two indices random effects (``order=3``). Any other block would only give
+        derivatives no gradient needs: it is zero. For IVORY's recovery model (8 parameters
+        that vary, 3 with IIV) that is 21 second-order solves instead of 64, and 40 third-order
+        ones instead of 512.
+
+        One nested solve per order, mapped over its index tuples, replaces the nested
+        derivatives of the whole objective (Laplace's gradient through the solve itself nests
+        three forward passes in two places): what is compiled is one solve per order and
+        polynomial algebra."""
+        if order not in (2, 3):
+            raise ValueError(f"order must be 2 or 3, got {order!r}")
         free = list(self._varying)
-        with_iiv = [j for j, _ in self.iiv]
-        pos = {j: i for i, j in enumerate(free)}
-        pairs = np.array([(pos[p], pos[q]) for p in with_iiv for q in free if not (q in with_iiv and pos[q] < pos[p])], dtype=np.int32)
+        with_iiv = {j for j, _ in self.iiv}
+        n = len(free)
         basis = _subject_basis(phi.shape, free)
 
         def value(x):
             outs, states, _ = self._solve_phi(x)
             return outs, states
 
+        def tuples(k):
+            """Sorted index tuples (positions in ``free``) of length k with at least k - 1 parameters with IIV."""
+            return np.array([t for t in itertools.combinations_with_replacement(range(n), k) if sum(free[i] in with_iiv for i in t) >= k - 1],
+                            dtype=np.int32).reshape(-1, k)
+
+        def derivative(t):  # the mixed derivative of `value` along basis[t[0]], ..., basis[t[-1]]
+            fn = value
+            for c in range(t.shape[0] - 1):
+                fn = (lambda f, c: lambda x: jax.jvp(f, (x,), (basis[t[c]],))[1])(fn, c)
+            return jax.jvp(fn, (phi,), (basis[t[-1]],))[1]
+
+        def symmetric(idx, blocks):
+            """The full symmetric (n,) * k tensor from its blocks at sorted ``idx`` (T, k)."""
+            k = idx.shape[1]
+
+            def fill(a):
+                full = jnp.zeros((n,) * k + a.shape[1:], a.dtype)
+                for perm in set(itertools.permutations(range(k))):
+                    full = full.at[tuple(idx[:, p] for p in perm)].set(a)
+                return full
+
+            return jax.tree.map(fill, blocks)
+
         z0, z1 = _jvps(value, phi, basis)
-
-        def second(pq):
-            return jax.jvp(lambda x: jax.jvp(value, (x,), (basis[pq[0]],))[1], (phi,), (basis[pq[1]],))[1]
-
-        z2_pairs = jax.lax.map(second, jnp.asarray(pairs))
-        n = len(free)
-        z2 = jax.tree.map(lambda a: jnp.zeros((n, n, *a.shape[1:]), a.dtype).at[pairs[:, 0], pairs[:, 1]].set(a).at[pairs[:, 1], pairs[:, 0]].set(a),
-                          z2_pairs)
-        z0, z1, z2 = jax.lax.stop_gradient((z0, z1, z2))
+        coefficients = [z0, z1]
+        for k in range(2, order + 1):
+            idx = tuples(k)
+            coefficients.append(symmetric(idx, jax.lax.map(derivative, jnp.asarray(idx))))
+        coefficients = jax.lax.stop_gradient(coefficients)
         status = self._solve_phi(phi)[2]
         free_index = jnp.asarray(free)
 
         def solve(x):
             d = (x - phi)[:, free_index]
-            return (*(a0 + jnp.einsum("pb...,bp->b...", a1, d) + 0.5 * jnp.einsum("qpb...,bp,bq->b...", a2, d, d)
-                      for a0, a1, a2 in zip(z0, z1, z2)), status)
+            terms = [coefficients[0],
+                     jax.tree.map(lambda a: jnp.einsum("pb...,bp->b...", a, d), coefficients[1]),
+                     jax.tree.map(lambda a: 0.5 * jnp.einsum("qpb...,bp,bq->b...", a, d, d), coefficients[2])]
+            if order == 3:
+                terms.append(jax.tree.map(lambda a: jnp.einsum("rqpb...,bp,bq,br->b...", a, d, d, d) / 6.0, coefficients[3]))
+            outs, states = jax.tree.map(lambda *a: sum(a), *terms)
+            return outs, states, status
 
         return solve
 
@@ -481,19 +517,18 @@ class MarginalLikelihood:
         return cache[key][1]
 
     def _derivative_solve(self, theta, eta):
-        """What the derivatives at the modes solve with: the Taylor polynomial around the modes
-        for FOCE/FOCE-I (second order is all their terms read), the solve itself for Laplace
-        (whose Hessian is already second order)."""
-        return None if self.method.exact_hessian else self._taylor(jax.lax.stop_gradient(self.individual(theta, eta)))
+        """What the derivatives at the modes solve with: the Taylor polynomial around the modes,
+        to the order the method's gradient reads (second for FOCE/FOCE-I, third for Laplace,
+        whose Hessian is already second order)."""
+        return self._taylor(jax.lax.stop_gradient(self.individual(theta, eta)), order=3 if self.method.exact_hessian else 2)
 
     def _objective_and_gradient(self, unpack, u, eta):
         theta, omega, err = unpack(u)
         omega_inv = jnp.linalg.inv(omega)
         basis = _subject_basis(eta.shape)
-        # FOCE/FOCE-I need the solution's derivatives to second order at the modes: one
-        # twice-nested solve gives them all, and the rest is algebra on its Taylor polynomial
-        # (exact to that order). Laplace's Hessian is itself second order, so its gradient
-        # needs third derivatives: it differentiates the solve directly.
+        # FOCE/FOCE-I need the solution's derivatives to second order at the modes, Laplace
+        # (whose Hessian is itself second order) to third: one nested solve per order gives
+        # them all, and the rest is algebra on their Taylor polynomial (exact to that order)
         solve = self._derivative_solve(theta, eta)
 
         def log_det_h(e):
