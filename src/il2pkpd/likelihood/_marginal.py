@@ -516,11 +516,12 @@ class MarginalLikelihood:
             cache[key] = (unpack, jax.jit(lambda u, eta: method(unpack, u, eta)))
         return cache[key][1]
 
-    def _derivative_solve(self, theta, eta):
+    def _derivative_solve(self, theta, eta, order: int | None = None):
         """What the derivatives at the modes solve with: the Taylor polynomial around the modes,
-        to the order the method's gradient reads (second for FOCE/FOCE-I, third for Laplace,
-        whose Hessian is already second order)."""
-        return self._taylor(jax.lax.stop_gradient(self.individual(theta, eta)), order=3 if self.method.exact_hessian else 2)
+        to ``order`` (default: the order the method's gradient reads, second for FOCE/FOCE-I and
+        third for Laplace, whose Hessian is already second order)."""
+        order = (3 if self.method.exact_hessian else 2) if order is None else order
+        return self._taylor(jax.lax.stop_gradient(self.individual(theta, eta)), order=order)
 
     def _objective_and_gradient(self, unpack, u, eta):
         theta, omega, err = unpack(u)
@@ -564,7 +565,10 @@ class MarginalLikelihood:
 
     def _mode_sensitivity(self, unpack, u, eta):
         theta, omega, err = unpack(u)
-        solve = self._derivative_solve(theta, eta)
+        # second order whatever the method: the exact Hessian in eta and the mixed derivative
+        # in (eta, u), each exact from the second-order polynomial (Laplace's third order
+        # would only add a compilation)
+        solve = self._derivative_solve(theta, eta, order=2)
         hess_l = self._terms_fn(theta, jnp.linalg.inv(omega), err, eta, exact=True, solve=solve)[2]
 
         def grad_l(u):
