@@ -43,6 +43,12 @@ class SolverOptions:
         ``"auto"`` (Rodas4 runs as one loop per subject with its own adjoint; the other
         solvers run one diffrax solve per event interval), ``"loop"`` or ``"segments"`` to
         force one (for benchmarks and cross-checks; ``"loop"`` needs Rodas4).
+    batching
+        How a batch of subjects runs inside one compiled call: ``"auto"`` (default:
+        ``"map"`` on CPU, ``"vmap"`` on an accelerator), ``"map"`` (one subject after another,
+        ``lax.map``: on CPU a vmapped batch waits for its slowest subject at every step or
+        event, 2-5x slower on the IVORY model) or ``"vmap"`` (all subjects in lockstep).
+        Results do not depend on it.
     """
 
     solver: str = "tsit5"
@@ -52,6 +58,7 @@ class SolverOptions:
     ss_max_iter: int = 2000
     adjoint_chunk: int | None = None
     path: str = "auto"
+    batching: str = "auto"
 
     def __post_init__(self):
         if self.solver not in SOLVER_NAMES:
@@ -66,6 +73,8 @@ class SolverOptions:
             raise OptionError(f"`adjoint_chunk` must be a positive integer or None, got {self.adjoint_chunk!r}")
         if self.path not in ("auto", "loop", "segments"):
             raise OptionError(f"`path` must be 'auto', 'loop' or 'segments', got {self.path!r}")
+        if self.batching not in ("auto", "map", "vmap"):
+            raise OptionError(f"`batching` must be 'auto', 'map' or 'vmap', got {self.batching!r}")
         if self.path == "loop" and self.solver != "rodas4":
             raise OptionError(f"`path='loop'` needs solver='rodas4', got solver={self.solver!r}")
 

@@ -110,7 +110,7 @@ def test_vmap_over_subjects_equals_a_loop(ivory, seed):
     ev = build_events(Records(il2pkpd.parse_regimen("1.5 MIU sc qd x5").to_records(ivory)).with_outputs(T_IV), ivory, output_rows="obs")
     theta, cov, _ = individual_parameters(ivory, 3, seed=seed)
     opts = SolverOptions()
-    batch = solve_subjects(ivory, [ev] * 3, theta[0], cov, opts, chunk_size=None)  # one vmapped call
+    batch = solve_subjects(ivory, [ev] * 3, theta[0], cov, SolverOptions(batching="vmap"), chunk_size=None)  # one vmapped call
     loop = solve_subjects(ivory, [ev] * 3, theta[0], cov, opts, chunk_size=1, workers=1)  # one call per subject
     threads = solve_subjects(ivory, [ev] * 3, theta[0], cov, opts, chunk_size=2, workers=2)  # padded chunk, 2 threads
     assert (batch.status == 0).all() and (loop.status == 0).all()

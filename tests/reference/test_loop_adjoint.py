@@ -19,7 +19,7 @@ import pytest
 
 import il2pkpd
 from il2pkpd.io.nonmem import read_nonmem_csv
-from il2pkpd.solve import SolverOptions, build_events, make_batch_solver, stack_events
+from il2pkpd.solve import BatchSolver, EventBatch, SolverOptions, build_events
 
 PARAMS = {"ka": 1.5, "cl": 1.1, "v": 20.0}
 COLUMNS = {"alag2": "LAGT", "f2": "BIOAV", "r2": "RAT2", "d2": "DUR2"}
@@ -41,20 +41,19 @@ def scenarios(conformance, pk1):
         values |= {name: float(rows[col].iloc[0]) for name, col in COLUMNS.items()}
         theta.append([values[p.name] for p in pk1.parameters])
     events = [build_events(r, pk1) for r in subjects]
-    return stack_events(events), np.array(theta)
+    return EventBatch.stack(events), np.array(theta)
 
 
-def _objective(pk1, stacked, path: str):
-    (arrays, ss_pos, out_times, t_start) = stacked
-    options = SolverOptions(solver="rodas4", rtol=1e-10, atol=1e-12, path=path)
-    solve = make_batch_solver(pk1.compiled, options, batching="map")
+def _objective(pk1, batch, path: str):
+    out_times = batch.out_times
+    solve = BatchSolver(pk1.compiled, SolverOptions(solver="rodas4", rtol=1e-10, atol=1e-12, path=path, batching="map"))
     cp = pk1.symbolic.output_names.index("cp")
     weights = jnp.asarray(np.random.default_rng(0).uniform(0.5, 1.5, out_times.shape))
     cov = jnp.zeros((out_times.shape[0], len(pk1.covariates)))
-    ev = {k: jnp.asarray(v) for k, v in arrays.items()}
+    batch = batch.to_jax()
 
     def f(log_theta):
-        outs, _, status, _ = solve(ev, jnp.asarray(ss_pos), jnp.asarray(out_times), jnp.asarray(t_start), jnp.exp(log_theta), cov)
+        outs, _, status, _ = solve(batch, jnp.exp(log_theta), cov)
         return jnp.sum(weights * outs[:, :, cp]), status
 
     return f
@@ -106,15 +105,14 @@ def test_checkpointed_adjoint_is_the_same_for_any_chunk(pk1):
 
     rows = sorted([(12.0 * k, 0, k) for k in range(20)] + [(5.0 * k + 1, 1, k) for k in range(48)])
     recs = Records([Record(t, 1, 100.0, 1, row=n) if obs == 0 else Record(t, 0, cmt=2, row=n) for n, (t, obs, _) in enumerate(rows)], subject=1)
-    arrays, ss_pos, out_times, t_start = stack_events([build_events(recs, pk1)])
+    batch = EventBatch.stack([build_events(recs, pk1)]).to_jax()
     theta = jnp.asarray([[p.value for p in pk1.parameters]])
 
     def value_and_grad(chunk):
-        solve = make_batch_solver(pk1.compiled, SolverOptions(solver="rodas4", rtol=1e-8, atol=1e-10, adjoint_chunk=chunk), batching="map")
+        solve = BatchSolver(pk1.compiled, SolverOptions(solver="rodas4", rtol=1e-8, atol=1e-10, adjoint_chunk=chunk, batching="map"))
 
         def f(th):
-            outs, _, status, _ = solve({k: jnp.asarray(v) for k, v in arrays.items()}, jnp.asarray(ss_pos), jnp.asarray(out_times),
-                                       jnp.asarray(t_start), th, jnp.zeros((1, len(pk1.covariates))))
+            outs, _, status, _ = solve(batch, th, jnp.zeros((1, len(pk1.covariates))))
             return jnp.sum(outs[..., 0] ** 2), status
 
         (v, status), g = jax.value_and_grad(f, has_aux=True)(theta)

@@ -134,7 +134,7 @@ def test_gradient_through_dose_times_matches_finite_differences(pk):
     q = parse_objective("maximise E(auc(cp, 20, 40))", pk).quantity
     theta = np.array([[p.value for p in pk.parameters]])
     prob = _Problem(pk, space, [space.structure(pk, {})], [q], q.metrics(), 48.0, np.arange(0, 48, 0.25), np.arange(0, 8, 0.5) / 24, theta,
-                    SolverOptions(solver="rodas4", rtol=1e-10, atol=1e-12), "auto")
+                    SolverOptions(solver="rodas4", rtol=1e-10, atol=1e-12))
     z = jnp.asarray([0.3, 0.6])
     g = np.asarray(prob._jacobian(z, 0, 0.05))[0]
     h = 1e-5

@@ -22,27 +22,25 @@ import json, sys
 import jax, jax.numpy as jnp, numpy as np
 import il2pkpd
 from il2pkpd.io.nonmem import read_nonmem_csv
-from il2pkpd.solve import SolverOptions, build_events, make_batch_solver, stack_events
+from il2pkpd.solve import BatchSolver, EventBatch, SolverOptions, build_events
 from il2pkpd.solve._config import subject_devices
 
 pk1 = il2pkpd.load_model("pk1_oral")
 subjects = [r for r in read_nonmem_csv(sys.argv[1]).subject_records(pk1) if not any(x.ss for x in r)][:7]
-arrays, ss_pos, out_times, t_start = stack_events([build_events(r, pk1) for r in subjects])
+batch = EventBatch.stack([build_events(r, pk1) for r in subjects]).to_jax()
 theta = jnp.tile(jnp.asarray([p.value for p in pk1.parameters]), (len(subjects), 1))
 theta = theta * (1.0 + 0.05 * jnp.arange(len(subjects)))[:, None]
-solve = make_batch_solver(pk1.compiled, SolverOptions(solver="rodas4", rtol=1e-8, atol=1e-10), batching="map")
+solve = BatchSolver(pk1.compiled, SolverOptions(solver="rodas4", rtol=1e-8, atol=1e-10, batching="map"))
 
 def total(th):
-    outs, _, status, _ = solve({k: jnp.asarray(v) for k, v in arrays.items()}, jnp.asarray(ss_pos), jnp.asarray(out_times),
-                               jnp.asarray(t_start), th, jnp.zeros((len(subjects), len(pk1.covariates))))
+    outs, _, status, _ = solve(batch, th, jnp.zeros((len(subjects), len(pk1.covariates))))
     return jnp.sum(jnp.where(jnp.isfinite(outs), outs, 0.0) ** 2), status
 
 (value, status), grad = jax.value_and_grad(total, has_aux=True)(theta)
 # Tsit5 (diffrax, not split over devices) must still differentiate in a many-device process
-tsit5 = make_batch_solver(pk1.compiled, SolverOptions(solver="tsit5", rtol=1e-8, atol=1e-10), batching="map")
+tsit5 = BatchSolver(pk1.compiled, SolverOptions(solver="tsit5", rtol=1e-8, atol=1e-10, batching="map"))
 def total5(th):
-    outs = tsit5({k: jnp.asarray(v)[:2] for k, v in arrays.items()}, jnp.asarray(ss_pos)[:2], jnp.asarray(out_times)[:2],
-                 jnp.asarray(t_start)[:2], th, jnp.zeros((2, len(pk1.covariates))))[0]
+    outs = tsit5(batch.take(slice(0, 2)), th, jnp.zeros((2, len(pk1.covariates))))[0]
     return jnp.sum(jnp.where(jnp.isfinite(outs), outs, 0.0) ** 2)
 grad5 = jax.grad(total5)(theta[:2])
 print(json.dumps({"grad_tsit5": np.asarray(grad5).tolist(), "devices": jax.device_count(), "split": len(subject_devices()), "value": float(value), "status": np.asarray(status).tolist(),

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import Il2pkpdWarning, OptionError
 from ..likelihood import individual_theta
-from ..solve import Kind, make_batch_solver
+from ..solve import BatchSolver, EventBatch, Kind
 from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
 from ..units import conversion_factor
 from .criteria import Constraint, Objective, parse_constraint, parse_objective
@@ -141,7 +141,7 @@ class _Problem:
     """Compiled evaluation of the quantities at every combination (one program for all)."""
 
     def __init__(self, model, space: RegimenSpace, structures: list[Structure], quantities, metrics, horizon, grid, offsets,
-                 theta, options, batching):
+                 theta, options):
         self.model, self.space, self.quantities = model, space, quantities
         self.horizon, self.rtol = float(horizon), float(options.rtol)
         m = len(space.continuous)
@@ -199,7 +199,7 @@ class _Problem:
         # relaxed; both placements now give the same Jacobian, equal to central differences on
         # the IVORY model, 2026-12-04, and the same speed.)
         self._metrics = jax.vmap(metrics_of)
-        self._solve = make_batch_solver(model.compiled, options, batching=batching, reduce=lambda t, outs, brk: (outs, brk))
+        self._solve = BatchSolver(model.compiled, options, reduce=lambda t, outs, brk: (outs, brk))
         self._exact = jax.jit(self._values_fn)
         self._smooth = jax.jit(lambda z, c, temp: self._values_fn(z, c, temp)[0])
         self._jacobian = jax.jit(self._jacobian_fn)
@@ -227,10 +227,9 @@ class _Problem:
         out_t = jnp.minimum(self.out_t[combo] + self.out_d[combo] @ dx, self.horizon)  # offsets past the horizon sit on it
         ev["t0"] = ev["t0"].at[self.n_dose:].set(out_t)
         b = self.theta.shape[0]
-        bc = lambda a: jnp.broadcast_to(a, (b,) + a.shape)  # noqa: E731
-        (outs, brk), status, _ = self._solve({k: bc(v) for k, v in ev.items()}, jnp.zeros((b, 0), dtype=jnp.int32), bc(out_t),
-                                             jnp.zeros(b), self.theta, self.cov)
-        values = self._metrics(bc(out_t), outs, brk)
+        events = EventBatch(ev, jnp.zeros(0, dtype=jnp.int32), out_t, jnp.zeros(()), jnp.asarray(out_t.shape[0]))
+        (outs, brk), status, _ = self._solve(events.broadcast_to(b), self.theta, self.cov)
+        values = self._metrics(jnp.broadcast_to(out_t, (b,) + out_t.shape), outs, brk)
         ok = status == 0
         cols = {name: jnp.where(ok, values[:, j], 0.0) for j, name in enumerate(self.metric_names)}
         total = self.total[combo] + self.dtotal[combo] @ dx
@@ -250,7 +249,7 @@ class _Problem:
 def optimize_regimen(model, params=None, *, objective: str, constraints: Sequence[str] = (), space, regimen: str | None = None,
                      duration: str = "8w", horizon: float, draws: int | None = None, subjects: int = 0, seed: int = 0, temperature: float = 0.05,
                      grid_step: float | None = None, dose_offsets: Sequence[float] | None = None, scan: int = 5,
-                     max_iter: int = 100, options: SolverOptions | None = None, batching: str = "auto") -> RegimenOptimum:
+                     max_iter: int = 100, options: SolverOptions | None = None) -> RegimenOptimum:
     """Find the regimen that optimises ``objective`` subject to ``constraints``.
 
     Parameters
@@ -289,7 +288,7 @@ def optimize_regimen(model, params=None, *, objective: str, constraints: Sequenc
     grid_step
         Spacing of the fixed output grid (model time units; default one day).
     dose_offsets
-        Output times after every dose (days; default 1, 2, 3, 4, 6, 8, 12 and 24 hours):
+        Output times after every dose (days; default :data:`~il2pkpd.design.metrics.DEFAULT_DOSE_OFFSETS`: 0.25-24 hours):
         concentration peaks are sampled there.
     scan
         Points per continuous variable of the starting scan (capped at 64 points in all).
@@ -347,7 +346,7 @@ def optimize_regimen(model, params=None, *, objective: str, constraints: Sequenc
     theta = np.asarray(jax.vmap(lambda tp, zz: individual_theta(model, tp, jnp.asarray(om), zz))(jnp.asarray(theta_pop), jnp.asarray(z)))
     theta = theta.reshape(n_draws * n_sub, len(names))
 
-    problem = _Problem(model, space_, structures, quantities, metrics, horizon, grid, offsets, theta, options, batching)
+    problem = _Problem(model, space_, structures, quantities, metrics, horizon, grid, offsets, theta, options)
     m = len(space_.continuous)
     candidates = []
     for ci, s in enumerate(structures):

@@ -52,7 +52,7 @@ from ..errors import OptionError
 from ..likelihood import individual_theta
 from ..model import model_hash
 from ..simulation import with_residual_error
-from ..solve import build_events, make_batch_solver, stack_events
+from ..solve import BatchSolver, EventBatch, build_events
 from ..solver_options import DEFAULT_SOLVER_OPTIONS, SolverOptions
 from ..units import conversion_factor
 from .analyses import ANALYSES, Analysis, parse_analysis
@@ -162,20 +162,17 @@ class _TrialSimulator:
             doses = parse_regimen(a.regimen).to_records(model) if a.regimen else []
             arm_events.append(build_events(Records(doses, a.name).with_outputs(self.times * to_model, pre_dose=True), model, output_rows="obs"))
         self.arm_of = np.concatenate([np.full(n, i) for i, n in enumerate(n_max)])
-        arrays, ss, out_times, t_start = stack_events([arm_events[i] for i in self.arm_of])
-        self._ev = {k: jnp.asarray(v) for k, v in arrays.items()}
-        self._ss, self._out, self._t0 = jnp.asarray(ss), jnp.asarray(out_times), jnp.asarray(t_start)
+        batch = EventBatch.stack([arm_events[i] for i in self.arm_of]).to_jax()
         self._cov = jnp.asarray([c.value for c in model.covariates], dtype=float)
-        solve = make_batch_solver(model.compiled, options)
+        solve = BatchSolver(model.compiled, options)
         om = jnp.asarray(omegas)
 
         def run(theta_pop, z):  # theta_pop (T, P), z (T, S, P) -> outputs (T, S, O, n_outputs), status (T, S)
             theta = jax.vmap(lambda tp, zz: individual_theta(model, tp, om, zz))(theta_pop, z)
             t, s = z.shape[:2]
             theta = theta.reshape(t * s, -1)
-            rep = lambda a: jnp.tile(a, (t,) + (1,) * (a.ndim - 1))  # noqa: E731
             cov = jnp.broadcast_to(self._cov, (t * s, self._cov.shape[0]))
-            outs, _, status, _ = solve({k: rep(v) for k, v in self._ev.items()}, rep(self._ss), rep(self._out), rep(self._t0), theta, cov)
+            outs, _, status, _ = solve(batch.tile(t), theta, cov)
             return outs.reshape(t, s, *outs.shape[1:]), status.reshape(t, s)
 
         self._run = jax.jit(run)

@@ -23,7 +23,7 @@ import numpy as np
 from ..dosing import Record, Records, parse_regimen
 from ..errors import OptionError
 from ..likelihood import individual_theta
-from ..solve import SolverOptions, build_events, make_batch_solver, stack_events
+from ..solve import BatchSolver, EventBatch, SolverOptions, build_events
 from .metrics import MetricEvaluator, Target, output_grid, parse_metric, parse_target
 from .sweep_design import Cell, SweepDesign
 
@@ -70,13 +70,10 @@ class CellRunner:
         typical value). ``D`` must be at least ``design.draws``.
     omegas
         IIV SDs by parameter name (default: the model file's).
-    batching
-        ``"auto"`` (default: by backend, :func:`~il2pkpd.solve.resolve_batching`), ``"map"``
-        (one subject after another) or ``"vmap"`` (lockstep).
     """
 
     def __init__(self, design: SweepDesign, model, population: Mapping[str, np.ndarray] | None = None,
-                 omegas: Mapping[str, float] | None = None, batching: str = "auto"):
+                 omegas: Mapping[str, float] | None = None):
         self.design, self.model = design, model
         names = model.parameter_names
         unknown = set(population or {}) - set(names)
@@ -122,19 +119,17 @@ class CellRunner:
             recs = [dataclasses.replace(r, row=i) for i, r in enumerate(recs)]
             subjects.append(build_events(Records(recs, subject=label), model, output_rows="obs"))
             self.grids.append(grid)
-        self._events, self._ss, self._out_times, self._t_start = stack_events(subjects)
+        self._batch = EventBatch.stack(subjects)
         self._cov = np.array([c.value for c in model.covariates], dtype=float)
         options = SolverOptions(rtol=design.rtol, atol=design.atol, solver=design.solver)
-        evaluator = MetricEvaluator(self.metrics, model)
-        solve = make_batch_solver(model.compiled, options, batching=batching, reduce=evaluator)
+        solve = BatchSolver(model.compiled, options, reduce=MetricEvaluator(self.metrics, model))
 
-        def run(ev, ss, out_times, t_start, theta_pop, z):
+        def run(events: EventBatch, theta_pop, z):  # one regimen's events (no subject axis)
             theta = jax.vmap(lambda tp, zz: individual_theta(model, tp, jnp.asarray(self.omegas), zz))(theta_pop, z)
             theta = theta.reshape(-1, theta.shape[-1])
             b = theta.shape[0]
             cov = jnp.broadcast_to(jnp.asarray(self._cov), (b, self._cov.shape[0]))
-            bc = lambda a: jnp.broadcast_to(a, (b,) + a.shape)  # noqa: E731
-            return solve({k: bc(v) for k, v in ev.items()}, bc(ss), bc(out_times), jnp.broadcast_to(t_start, (b,)), theta, cov)
+            return solve(events.broadcast_to(b), theta, cov)
 
         self._run = jax.jit(run)
 
@@ -149,9 +144,7 @@ class CellRunner:
         n_sub = max(1, self.design.subjects)
         z = random_effects(self.design.seed, draws, self.design.subjects, len(names))
         r = self.regimen_index[cell.regimen_label]
-        ev = {k: jnp.asarray(v[r]) for k, v in self._events.items()}
-        values, status, _ = self._run(ev, jnp.asarray(self._ss[r]), jnp.asarray(self._out_times[r]), jnp.asarray(self._t_start[r]),
-                                      jnp.asarray(theta_pop), jnp.asarray(z))
+        values, status, _ = self._run(self._batch.take(r).to_jax(), jnp.asarray(theta_pop), jnp.asarray(z))
         values, status = np.asarray(values), np.asarray(status)
         values = np.where((status == 0)[:, None], values, np.nan)  # a failed solve gives no metric, never a wrong one
         out = {"draw": np.repeat(draws, n_sub), "subject": np.tile(np.arange(n_sub), len(draws)), "status": status.astype(np.int32)}

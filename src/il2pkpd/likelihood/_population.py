@@ -29,7 +29,7 @@ import numpy as np
 from ..dosing import Record, Records
 from ..errors import DataFormatError
 from ..model import ERROR_MODEL_PARAMETERS
-from ..solve import SolverOptions, build_events, make_batch_solver, record_covariates, stack_events, stack_record_covariates
+from ..solve import BatchSolver, EventBatch, SolverOptions, build_events, record_covariates
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from ._data import SubjectData, subject_data
 from ._residual import check_error_parameters, loglik_censored, loglik_observation
@@ -74,7 +74,7 @@ class JointLoglik:
         read predictions from here; :func:`~il2pkpd.fit` passes its own, the ``"fit"`` ones).
     differentiation
         ``"reverse"`` (gradients for NUTS and MAP) or ``"forward"`` (nested forward-mode
-        derivatives for FOCE/Laplace; needs Rodas4): see :func:`~il2pkpd.solve.make_batch_solver`.
+        derivatives for FOCE/Laplace; needs Rodas4): see :class:`~il2pkpd.solve.BatchSolver`.
     """
 
     model: object
@@ -91,11 +91,9 @@ class JointLoglik:
         # hazard counts from the clock's origin even when records start before it
         solved = [_with_origin(r) if model.events else r for r in self.subjects]
         events = [build_events(r, model, output_rows="obs") for r in solved]
-        self._arrays, self._ss, self._out_times, self._t_start = stack_events(events)
-        self._time_varying = self.data.row_cov is not None
-        if self._time_varying:
-            rec = record_covariates(self.subjects, self.data.cov, self.data.row_cov)
-            self._arrays["rec_time"], self._arrays["rec_cov"] = stack_record_covariates(rec, self.data.cov.shape[1])
+        rec = record_covariates(self.subjects, self.data.cov, self.data.row_cov) if self.data.row_cov is not None else None
+        self._batch = EventBatch.stack(events, record_covariates=rec, n_covariates=self.data.cov.shape[1])
+        self._out_times = self._batch.out_times
         b, o = self._out_times.shape
         obs_specs = {spec.dvid: (k, spec) for k, spec in enumerate(model.observations)}
         event_names = [e.name for e in model.events]
@@ -140,8 +138,7 @@ class JointLoglik:
         self._obs_out = np.array([sym.output_names.index(spec.output) for spec in model.observations], dtype=np.int32)
         self._haz_out = np.array([sym.output_names.index(f"hazard_{e}") for e in event_names], dtype=np.int32)
         self._cum_state = np.array([sym.state_names.index(f"cumhaz_{e}") for e in event_names], dtype=np.int32)
-        self._solver = make_batch_solver(model.compiled, self.options, time_varying_cov=self._time_varying,
-                                         differentiation=self.differentiation)
+        self._solver = BatchSolver(model.compiled, self.options, differentiation=self.differentiation)
         self._fn = jax.jit(self._loglik)
 
     @property
@@ -155,8 +152,7 @@ class JointLoglik:
     def _solve(self, theta, cov):
         """Outputs (B, O, n_outputs) and states (B, O, n_states) at the output slots, and the
         solver status (B,)."""
-        ev = {k: jnp.asarray(v) for k, v in self._arrays.items()}
-        outs, states, status, _ = self._solver(ev, jnp.asarray(self._ss), jnp.asarray(self._out_times), jnp.asarray(self._t_start), theta, cov)
+        outs, states, status, _ = self._solver(self._batch.to_jax(), theta, cov)
         return outs, states, status
 
     def _pred_rows(self, outs):

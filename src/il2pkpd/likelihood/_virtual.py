@@ -23,7 +23,7 @@ import numpy as np
 from ..dosing import Record, Records
 from ..simulation import apply_iiv
 from ..errors import OptionError
-from ..solve import SolverOptions, build_events, make_batch_solver, stack_events
+from ..solve import BatchSolver, EventBatch, SolverOptions, build_events
 from ..solver_options import DEFAULT_SOLVER_OPTIONS
 from ._aggregate import fixed_normals
 
@@ -85,12 +85,10 @@ class VirtualPopulation:
                 raise OptionError(f"arm {name!r}: output times must be a non-empty increasing 1-D array, got {times!r}")
             subjects.append(build_events(Records(doses, subject=name).with_outputs(times), model, output_rows="obs"))
             self._n_times.append(times.size)
-        arrays, ss, out_times, t_start = stack_events(subjects)
-        rep = lambda a: np.repeat(a, self.n, axis=0)  # noqa: E731  arm-major: arm k is rows k*n ... (k+1)*n - 1
-        self._arrays = {k: rep(v) for k, v in arrays.items()}
-        self._ss, self._out_times, self._t_start = rep(ss), rep(out_times), rep(t_start)
+        # arm-major: arm k is rows k*n ... (k+1)*n - 1
+        self._batch = EventBatch.stack(subjects).map(lambda a: np.repeat(a, self.n, axis=0))
         self._z = fixed_normals(self.n, max(1, len(model.parameters)), seed=seed)
-        self._solver = make_batch_solver(model.compiled, self.options)
+        self._solver = BatchSolver(model.compiled, self.options)
 
     def outputs(self, theta_pop, omegas=None):
         """Per arm, outputs (n, n_times, n_outputs) and the solver status (n,).
@@ -104,8 +102,7 @@ class VirtualPopulation:
         theta = individual_theta(model, jnp.asarray(theta_pop), jnp.asarray(omegas), jnp.asarray(self._z))
         theta = jnp.tile(theta, (n_arms, 1))
         cov = jnp.tile(jnp.asarray(self._cov), (n_arms * self.n, 1))
-        ev = {k: jnp.asarray(v) for k, v in self._arrays.items()}
-        outs, _, status, _ = self._solver(ev, jnp.asarray(self._ss), jnp.asarray(self._out_times), jnp.asarray(self._t_start), theta, cov)
+        outs, _, status, _ = self._solver(self._batch.to_jax(), theta, cov)
         result = {}
         for k, name in enumerate(self.arm_names):
             sl = slice(k * self.n, (k + 1) * self.n)

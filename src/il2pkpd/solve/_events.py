@@ -19,14 +19,17 @@ any observation at their time; infusion ends come first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..dosing import Records
 from ..errors import RegimenError
 
-__all__ = ["Kind", "SubjectEvents", "build_events", "stack_events", "GHOSTS"]
+__all__ = ["Kind", "SubjectEvents", "EventBatch", "build_events", "GHOSTS"]
 
 #: Number of overlapping infusions an SS=1/2 infusion record may have running when it
 #: starts (II < duration); more is reported as a status, not silently dropped.
@@ -134,8 +137,8 @@ def build_events(records: Records, model, output_rows: str = "all") -> SubjectEv
     return SubjectEvents(arrays, np.array(out_times, dtype=np.float64), t_start, records.subject)
 
 
-def stack_events(subjects: list[SubjectEvents]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Pad subjects to common lengths and stack them for ``vmap``.
+def _stack(subjects: Sequence[SubjectEvents]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Pad subjects to common lengths and stack them (:meth:`EventBatch.stack`).
 
     Returns
     -------
@@ -181,3 +184,106 @@ def stack_events(subjects: list[SubjectEvents]) -> tuple[dict[str, np.ndarray], 
         out_times[i, k:] = s.out_times[-1] if k else s.t_start
     t_start = np.array([s.t_start for s in subjects])
     return arrays, ss_pos, out_times, t_start
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class EventBatch:
+    """The events of a batch of subjects, stacked and padded: what every solve consumes.
+
+    Built once in NumPy (:meth:`stack`) from each subject's :func:`build_events`; a JAX
+    pytree, so it passes through ``jit``, ``vmap`` and ``lax.map`` as it is. Every leaf has
+    the subjects on its first axis (``B``).
+
+    Attributes
+    ----------
+    events
+        Event field -> (B, E) array (:data:`FIELDS`; NOOP padding at the end). Optional
+        fields: ``theta`` (B, E, P), the individual parameters at each event, for dose
+        parameters (F, ALAG, R, D) that change between dose records; ``rec_time`` (B, R) and
+        ``rec_cov`` (B, R, C), time-varying covariates by record.
+    ss_pos
+        (B, S) indices of the steady-state events (-1 where padded).
+    out_times
+        (B, O) output times, model time unit (padded with the subject's last time).
+    t_start
+        (B,) start of each subject's integration, model time unit.
+    n_times
+        (B,) valid (unpadded) output times per subject.
+    """
+
+    events: dict
+    ss_pos: np.ndarray
+    out_times: np.ndarray
+    t_start: np.ndarray
+    n_times: np.ndarray
+
+    @classmethod
+    def stack(cls, subjects: Sequence[SubjectEvents], *, record_covariates: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+              n_covariates: int = 0, event_theta: Sequence[np.ndarray] | None = None, theta: np.ndarray | None = None) -> EventBatch:
+        """Stack subjects' events (NumPy).
+
+        Parameters
+        ----------
+        subjects
+            One :class:`SubjectEvents` per subject.
+        record_covariates, n_covariates
+            Optional per-subject (record times, (records, ``n_covariates``) covariate values):
+            time-varying covariates, applied by NONMEM's "next observation carried backward"
+            (:func:`~il2pkpd.solve.record_covariates`).
+        event_theta, theta
+            Optional per-subject (events, P) parameters at each event, and the subjects'
+            (B, P) parameters, which fill the padding.
+        """
+        events, ss_pos, out_times, t_start = _stack(subjects)
+        n = len(subjects)
+        if record_covariates is not None:
+            n_rec = max(len(t) for t, _ in record_covariates)
+            rt, rc = np.empty((n, n_rec)), np.empty((n, n_rec, n_covariates))
+            for i, (t, c) in enumerate(record_covariates):  # padding repeats the last record (its value stays)
+                rt[i, : len(t)], rt[i, len(t):] = t, t[-1]
+                rc[i, : len(t)], rc[i, len(t):] = c, c[-1]
+            events["rec_time"], events["rec_cov"] = rt, rc
+        if event_theta is not None:
+            theta = np.asarray(theta, dtype=float)
+            padded = np.empty((n, events["kind"].shape[1], theta.shape[1]))
+            for i, et in enumerate(event_theta):
+                padded[i, : len(et)] = et
+                padded[i, len(et):] = theta[i]
+            events["theta"] = padded
+        return cls(events, ss_pos, out_times, t_start, np.array([len(s.out_times) for s in subjects], dtype=np.int32))
+
+    def __len__(self) -> int:
+        return int(self.t_start.shape[0])
+
+    @property
+    def per_event_theta(self) -> bool:
+        return "theta" in self.events
+
+    @property
+    def time_varying_cov(self) -> bool:
+        return "rec_cov" in self.events
+
+    def map(self, fn: Callable) -> EventBatch:
+        """A batch with ``fn`` applied to every array (NumPy or JAX)."""
+        return EventBatch({k: fn(v) for k, v in self.events.items()}, *(fn(getattr(self, f.name)) for f in fields(self)[1:]))
+
+    def take(self, index) -> EventBatch:
+        """Subjects ``index`` (an int drops the subject axis: see :meth:`broadcast_to`)."""
+        return self.map(lambda a: a[index])
+
+    def repeat(self, n: int) -> EventBatch:
+        """Each subject ``n`` times in a row (subject-major)."""
+        return self.map(lambda a: jnp.repeat(jnp.asarray(a), n, axis=0))
+
+    def tile(self, n: int) -> EventBatch:
+        """The whole batch ``n`` times over."""
+        return self.map(lambda a: jnp.tile(jnp.asarray(a), (n,) + (1,) * (jnp.ndim(a) - 1)))
+
+    def broadcast_to(self, n: int) -> EventBatch:
+        """``n`` copies of a single subject's events (a batch without its subject axis, as
+        :meth:`take` with an int gives), without copying."""
+        return self.map(lambda a: jnp.broadcast_to(jnp.asarray(a), (n,) + jnp.shape(a)))
+
+    def to_jax(self) -> EventBatch:
+        return self.map(jnp.asarray)

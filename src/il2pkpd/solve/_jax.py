@@ -22,7 +22,7 @@ from ._loop import make_subject_loop
 from ._rosenbrock import Rodas4
 from ._status import SolveStatus
 
-__all__ = ["SolverOptions", "SolveStatus", "make_batch_solver"]
+__all__ = ["SolverOptions", "SolveStatus", "batch_function"]
 
 
 _SOLVERS = {
@@ -50,38 +50,19 @@ def _safe_div(num, den, use):
     return jnp.where(use, num / den_safe, 0.0)
 
 
-def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = False, time_varying_cov: bool = False,
-                      batching: str = "auto", reduce=None, differentiation: str = "reverse"):
-    """Return ``solve(events, ss_pos, out_times, t_start, theta, cov)`` vmapped over subjects.
+def batch_function(compiled, options: SolverOptions, reduce=None, differentiation: str = "reverse"):
+    """The jitted ``solve(batch, theta, cov)`` over an :class:`~il2pkpd.solve.EventBatch`
+    (used through :class:`~il2pkpd.solve.BatchSolver`, which documents it).
 
-    The returned function is jitted. Shapes: events fields (B, E), ss_pos (B, S),
-    out_times (B, O), t_start (B,), theta (B, P), cov (B, C). It returns
-    ``(outputs (B, O, n_outputs), states (B, O, n_states), status (B,), fail_time (B,))``.
-    With ``per_event_theta`` the events carry a ``theta`` field (B, E, P): dose parameters
-    (F, ALAG, R, D) are then evaluated with each event's own parameter values.
-    With ``time_varying_cov`` the events carry ``rec_time`` (B, R) and ``rec_cov`` (B, R, C):
-    each integration segment (t, t1] uses the covariates of the first record at or after t1
-    (NONMEM's next-observation-carried-backward rule).
-
-    ``batching="vmap"`` advances all subjects in lockstep (best on accelerators);
-    ``"map"`` runs them one after another inside the same compiled program (``lax.map``):
-    on CPU that avoids every event segment waiting for the batch's slowest subject, which
-    made the 60-subject IVORY log-likelihood gradient 2-3x faster (benchmarks/README.md).
-    ``"auto"`` (default, :func:`resolve_batching`) picks by backend. With several host CPU
-    devices (``IL2PKPD_CPU_DEVICES``) a ``"map"`` batch is split over them.
-
-    ``reduce``, a JAX function of one subject's output times (O,), outputs (O, n_outputs)
-    and breaks (O,) (True where a bolus, reset, steady state or input-rate change happened
-    since the previous output time, i.e. the trajectory is not smooth over (t[k-1], t[k]]),
-    is applied inside the batch; the function then returns ``(reduce(outputs) (B, ...), status (B,), fail_time (B,))``
-    so that trajectories never leave the compiled program (sweep metrics).
-
-    ``differentiation="forward"`` builds a solver JAX differentiates in forward mode (nested
-    ``jvp``: sensitivities and second derivatives for FOCE/Laplace estimation) instead of
-    reverse mode; it needs the Rodas4 loop (:attr:`SolverOptions.single_loop`).
+    Shapes: theta (B, P), cov (B, C). Returns ``(outputs (B, O, n_outputs), states (B, O,
+    n_states), status (B,), fail_time (B,))``, or with ``reduce`` ``(reduce(...) (B, ...),
+    status, fail_time)``. The batch's optional fields are seen at trace time: ``theta``
+    (B, E, P) evaluates dose parameters (F, ALAG, R, D) with each event's own parameters;
+    ``rec_time``/``rec_cov`` apply covariates by record (each integration segment (t, t1]
+    uses the covariates of the first record at or after t1: NONMEM's next observation
+    carried backward).
     """
-    if batching not in ("auto", "vmap", "map"):
-        raise OptionError(f"`batching` must be 'auto', 'vmap' or 'map', got {batching!r}")
+    batching = options.batching
     if differentiation not in ("reverse", "forward"):
         raise OptionError(f"`differentiation` must be 'reverse' or 'forward', got {differentiation!r}")
     if differentiation == "forward" and not options.single_loop:
@@ -122,6 +103,7 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
         return sol.ys[0], code
 
     def solve_one(ev, ss_pos, out_times, t_start, theta, cov):
+        per_event_theta, time_varying_cov = "theta" in ev, "rec_cov" in ev  # static: the batch's fields
         n_out = out_times.shape[0]
         y_init = compiled.initial(theta, cov)
         kind, state = ev["kind"], ev["state"]
@@ -291,9 +273,10 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
         code = jnp.where(n_active > GHOSTS, SolveStatus.TOO_MANY_OVERLAPPING_INFUSIONS, code)
         return y_rec, n_active * r * onehot, code
 
-    def member(*a):
-        outs, y_out, status, fail_t, breaks = solve_one(*a)
-        return (reduce(a[2], outs, breaks), status, fail_t) if reduce is not None else (outs, y_out, status, fail_t)
+    def member(batch, theta, cov):
+        out_times = batch.out_times
+        outs, y_out, status, fail_t, breaks = solve_one(batch.events, batch.ss_pos, out_times, batch.t_start, theta, cov)
+        return (reduce(out_times, outs, breaks), status, fail_t) if reduce is not None else (outs, y_out, status, fail_t)
 
     if batching == "map":
         def batched(*arrays):
@@ -305,7 +288,7 @@ def make_batch_solver(compiled, options: SolverOptions, per_event_theta: bool = 
         if devices:
             batched = _sharded(batched, devices)
     else:
-        batched = jax.vmap(member, in_axes=(0, 0, 0, 0, 0, 0))
+        batched = jax.vmap(member)
     return jax.jit(batched)
 
 
