@@ -696,7 +696,7 @@ def optimize(
     seed: Annotated[int, typer.Option(help="Seed of the virtual subjects.")] = 0,
     temperature: Annotated[float, typer.Option(help="Relative width of the logistic smoothing each probability's indicator.")] = 0.05,
     grid_step: Annotated[Optional[float], typer.Option(help="Output grid spacing (model time unit) [default: one day].")] = None,
-    dose_offsets: Annotated[Optional[str], typer.Option(help="Comma-separated output times after every dose, in hours [default: 1,2,3,4,6,8,12,24].")] = None,
+    dose_offsets: Annotated[Optional[str], typer.Option(help="Comma-separated output times after every dose, in hours [default: every 10 min to 3 h, then 4,6,8,12,24].")] = None,
     solver: Annotated[Optional[str], typer.Option(help=f"ODE solver [default: {_OPT.solver}, whose loop carries the gradients].")] = None,
     rtol: Annotated[Optional[float], typer.Option(help=f"Relative tolerance of the ODE solver [default: {_OPT.rtol:g}].")] = None,
     atol: Annotated[Optional[float], typer.Option(help=f"Absolute tolerance, in the states' declared units [default: {_OPT.atol:g}].")] = None,

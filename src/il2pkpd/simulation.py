@@ -408,14 +408,15 @@ def _dose_times(doses: Records) -> list[float]:
 
 
 #: Hours after each dose sampled by the first pass: where concentrations peak (s.c. IL-2 within
-#: hours). The same offsets as the sweep metrics' grid (``design.metrics.DEFAULT_DOSE_OFFSETS``;
-#: not imported from there: ``design`` is a layer above this one).
+#: hours). Coarser than the sweep metrics' grid (``design.metrics.DEFAULT_DOSE_OFFSETS``, every
+#: 10 min to 3 h), which has no second pass: here the first pass only has to bracket each peak,
+#: and the zoom around it finds its value and time.
 _DOSE_OFFSETS_H = (1, 2, 3, 4, 6, 8, 12, 24)
 
 
 def _first_grid(model: Model, doses: Records, lo: float, hi: float) -> np.ndarray:
-    """Times of the first pass within [lo, hi], as the sweep metrics' output grid: every dose +
-    1, 2, 3, 4, 6, 8, 12 and 24 h; daily through the dosing and 14 days beyond (responses
+    """Times of the first pass within [lo, hi], like the sweep metrics' output grid: every dose +
+    ``_DOSE_OFFSETS_H``; daily through the dosing and 14 days beyond (responses
     peak); weekly after (slow tails)."""
     scale = _time_scale(model)
     dose_t = [t for t in _dose_times(doses) if lo <= t <= hi]

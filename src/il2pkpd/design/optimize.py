@@ -288,7 +288,7 @@ def optimize_regimen(model, params=None, *, objective: str, constraints: Sequenc
     grid_step
         Spacing of the fixed output grid (model time units; default one day).
     dose_offsets
-        Output times after every dose (days; default :data:`~il2pkpd.design.metrics.DEFAULT_DOSE_OFFSETS`: 0.25-24 hours):
+        Output times after every dose (days; default :data:`~il2pkpd.design.metrics.DEFAULT_DOSE_OFFSETS`: every 10 min to 3 h, then 4-24 h):
         concentration peaks are sampled there.
     scan
         Points per continuous variable of the starting scan (capped at 64 points in all).

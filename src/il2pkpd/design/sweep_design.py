@@ -234,9 +234,14 @@ class SweepDesign:
             d[k] = tuple(d.get(k, ()))
         return cls(**d)
 
-    def fingerprint(self, model_hash: str = "", fit_hash: str = "") -> str:
-        """SHA-256 of the design, the model's content and the fit's posterior file."""
-        text = json.dumps({"design": self.to_dict(), "model": model_hash, "fit": fit_hash}, sort_keys=True)
+    def fingerprint(self, model_hash: str, fit_hash: str, dose_offsets) -> str:
+        """SHA-256 of the design, the model's content, the fit's posterior file and the output
+        grid's times after each dose (days; :data:`~il2pkpd.design.metrics.DEFAULT_DOSE_OFFSETS`):
+        metrics on another grid are other numbers, so a folder swept on one is not resumed on
+        another."""
+        identity = {"design": self.to_dict(), "model": model_hash, "fit": fit_hash,
+                    "dose_offsets": [round(float(x), 12) for x in dose_offsets]}
+        text = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 

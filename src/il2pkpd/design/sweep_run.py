@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..model import Model, model_hash
+from .metrics import DEFAULT_DOSE_OFFSETS
 from .sweep import CellRunner, summarise
 from .sweep_design import SweepDesign
 
@@ -45,7 +46,7 @@ class ChunkStore(Protocol):
 
     path: Path
 
-    def claim(self, design: SweepDesign, fingerprint: str, model_hash: str, fit_hash: str) -> None:
+    def claim(self, design: SweepDesign, fingerprint: str, model_hash: str, fit_hash: str, dose_offsets=None) -> None:
         """Take the store for this sweep: raise when it holds a different one."""
 
     def has_chunk(self, cell: int, first: int) -> bool:
@@ -169,7 +170,7 @@ def plan_sweep(design: SweepDesign, model: Model, population: Population, *, loa
     if chunk_draws < 1:
         raise OptionError(f"`chunk_draws` must be >= 1, got {chunk_draws!r}")
     mhash = model_hash(model)
-    fingerprint = design.fingerprint(mhash, population.source_hash)
+    fingerprint = design.fingerprint(mhash, population.source_hash, DEFAULT_DOSE_OFFSETS)
     runner = CellRunner(design, model, population.draws, population.omegas)  # validates metrics, regimens and parameters (compiles nothing)
     payload = {"fingerprint": f"{fingerprint}-{chunk_draws}", "design": design.to_dict(), "load_model": load_model,
                "population": {k: np.asarray(v).tolist() for k, v in population.draws.items()}, "omegas": population.omegas}
@@ -177,7 +178,7 @@ def plan_sweep(design: SweepDesign, model: Model, population: Population, *, loa
     _RUNNERS[payload["fingerprint"]] = runner  # chunks run in this process reuse it (Dask workers build their own)
     every = chunks(design, chunk_draws)
     if store is not None:
-        store.claim(design, fingerprint, mhash, population.source_hash)
+        store.claim(design, fingerprint, mhash, population.source_hash, DEFAULT_DOSE_OFFSETS)
     todo = [c for c in every if store is None or not store.has_chunk(c[0], c[1])]
     return SweepPlan(design, model, store, payload, every, todo, chunk_draws, int(workers), scheduler)
 

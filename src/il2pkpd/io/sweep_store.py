@@ -43,9 +43,10 @@ class SweepFolder:
         """The file of the chunk of ``cell`` whose first draw is ``first``."""
         return self.path / "cells" / f"cell={cell:05d}" / f"draws-{first:06d}.parquet"
 
-    def claim(self, design: SweepDesign, fingerprint: str, model_hash: str, fit_hash: str) -> None:
+    def claim(self, design: SweepDesign, fingerprint: str, model_hash: str, fit_hash: str, dose_offsets=None) -> None:
         """Write the manifest of a new (empty) folder, or check that an existing one holds the
         same sweep; delete temporary files left by a killed run (never complete, never read).
+        ``dose_offsets`` (days), where the runs have an output grid, are recorded with it.
 
         Raises
         ------
@@ -53,6 +54,8 @@ class SweepFolder:
             When the folder holds a different sweep (naming what changed) or other files.
         """
         manifest = _manifest(design, fingerprint, model_hash, fit_hash)
+        if dose_offsets is not None:
+            manifest["dose_offsets_days"] = [round(float(x), 12) for x in dose_offsets]
         path = self.path / "manifest.json"
         if self.path.exists() and not self.path.is_dir():
             raise OptionError(f"output folder {str(self.path)!r} is a file; give a folder (it is created if missing)")
@@ -65,7 +68,9 @@ class SweepFolder:
             if old.get("fingerprint") != manifest["fingerprint"]:
                 new = json.loads(json.dumps(manifest["design"]))  # tuples -> lists, as stored
                 diff = sorted(k for k in new if old.get("design", {}).get(k) != new[k])
-                what = f"design keys {diff}" if diff else ("the model file" if old.get("model_hash") != manifest["model_hash"] else "the fit's draws")
+                what = (f"design keys {diff}" if diff else "the model file" if old.get("model_hash") != manifest["model_hash"]
+                        else "the output grid's times after each dose (set by the il2pkpd version)"
+                        if old.get("dose_offsets_days") != manifest.get("dose_offsets_days") else "the fit's draws")
                 raise OptionError(f"output folder {str(self.path)!r} holds a different sweep (changed: {what}); "
                                   "refusing to mix them: choose another --out or delete the folder")
         elif self.path.exists() and any(self.path.iterdir()):
