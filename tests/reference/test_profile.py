@@ -69,3 +69,38 @@ def test_bad_arguments_are_refused_before_any_fit(linear_growth):
         profile_likelihood(model, subjects, "base", [1.0, 2.0], level=1.5)
     with pytest.raises(OptionError, match=r"`method` must be one of"):
         profile_likelihood(model, subjects, "base", [1.0, 2.0], method="saem")
+
+
+_CACHE_SCRIPT = r"""
+import sys, tomllib
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import il2pkpd
+from il2pkpd.inference.profile import profile_likelihood
+from test_estimation import _data
+
+cache = Path(sys.argv[2])
+model = il2pkpd.build_model(tomllib.loads((Path(sys.argv[1]) / "data" / "linear_growth.toml").read_text()))
+subjects, _ = _data(n=12)
+profile_likelihood(model, subjects, "base", [8.5, 8.75])
+first = len(list(cache.rglob("*")))
+profile_likelihood(model, subjects, "base", [9.8, 10.05])
+print(first, len(list(cache.rglob("*"))))
+"""
+
+
+def test_profile_points_reuse_one_compiled_program(tmp_path):
+    """The fixed value is an argument of the compiled objective, not a constant in it: after
+    one profile point, further points (other values) add nothing to the persistent
+    compilation cache; with the value compiled in, each point added its own programs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, IL2PKPD_CACHE_DIR=str(tmp_path), JAX_PLATFORMS="cpu")
+    env.pop("IL2PKPD_NO_COMPILE_CACHE", None)
+    res = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT, str(Path(__file__).parent), str(tmp_path)], env=env,
+                         capture_output=True, text=True, check=True)
+    first, after = map(int, res.stdout.split()[-2:])
+    assert first > 0 and after == first

@@ -96,6 +96,34 @@ class _Layout:
     kinds: list  # THETA / OMEGA / SIGMA
 
 
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class _Unpack:
+    """``unpack(u) -> (theta (P,), omega (K, K), error)``: the estimation vector on the model's
+    scales. A JAX pytree whose values (the fixed typical values, the held residual parameters)
+    are leaves, so compiled objectives take them as arguments: a fit of the same model with
+    other fixed values (each point of a likelihood profile) runs the same program, and the
+    persistent compilation cache serves it instead of XLA compiling it again."""
+
+    base_theta: jax.Array  # (P,) every typical value; the estimated ones are overwritten
+    held: dict  # observation -> {key: value}: residual parameters held at the model file's
+    theta_index: tuple = field(metadata={"static": True})
+    theta_bounds: tuple = field(metadata={"static": True})  # (lower, upper) per estimated typical value
+    n_k: int = field(metadata={"static": True})
+    error_keys: tuple = field(metadata={"static": True})  # (observation, key) estimated
+    observations: tuple = field(metadata={"static": True})  # observations with estimated residual parameters
+
+    def __call__(self, u):
+        n_theta = len(self.theta_index)
+        nat = [from_unconstrained({"dist": "uniform", "lower": lo, "upper": hi}, u[i])[0] for i, (lo, hi) in enumerate(self.theta_bounds)]
+        theta = self.base_theta.at[jnp.asarray(self.theta_index, dtype=int)].set(jnp.stack(nat)) if nat else self.base_theta
+        omega = jnp.diag(jnp.exp(u[n_theta:n_theta + self.n_k]))
+        err = {o: dict(p) for o, p in self.held.items()} | {o: {} for o in self.observations}
+        for i, (o, k) in enumerate(self.error_keys):
+            err[o][k] = jnp.exp(u[n_theta + self.n_k + i])
+        return theta, omega, err
+
+
 def _observed_error_params(model, ml: MarginalLikelihood, error0: dict) -> tuple[dict, dict]:
     """The residual error parameters the data inform (observations with at least one row)
     and those held at the model file's values (no rows: estimating them is a flat direction
@@ -255,16 +283,10 @@ def estimate(model, data, method: str = "focei", *, options: SolverOptions | Non
             what = "variance" if name.startswith("omega2_") else "residual error parameter"
             raise OptionError(f"the starting {what} {name} must be > 0, got {val!r} (from the model file): set start[{name!r}]")
     n_theta, n_k = len(lay.theta_index), len(ml.iiv_names)
-    base_theta = jnp.asarray([p.value for p in model.parameters], dtype=float)
-
-    def unpack(u):
-        nat = [from_unconstrained(b, u[i])[0] for i, b in enumerate(lay.theta_bounds)]
-        theta = base_theta.at[jnp.asarray(lay.theta_index, dtype=int)].set(jnp.stack(nat)) if nat else base_theta
-        omega = jnp.diag(jnp.exp(u[n_theta:n_theta + n_k]))
-        err = {o: {k: jnp.asarray(v) for k, v in p.items()} for o, p in held.items()} | {o: {} for o in error0}
-        for i, (o, k) in enumerate(lay.error_keys):
-            err[o][k] = jnp.exp(u[n_theta + n_k + i])
-        return theta, omega, err
+    unpack = _Unpack(jnp.asarray([p.value for p in model.parameters], dtype=float),
+                     {o: {k: jnp.asarray(float(v)) for k, v in p.items()} for o, p in held.items()},
+                     tuple(lay.theta_index), tuple((b["lower"], b["upper"]) for b in lay.theta_bounds), n_k,
+                     tuple(lay.error_keys), tuple(error0))
 
     def natural(u) -> np.ndarray:
         return np.asarray(_natural_variances_jax(unpack, lay, jnp.asarray(u, dtype=float)))

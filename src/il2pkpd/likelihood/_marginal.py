@@ -508,9 +508,19 @@ class MarginalLikelihood:
         return np.asarray(obj), np.asarray(jac)
 
     def _jitted(self, method, unpack):
-        """``method(unpack, u, eta)`` compiled once per ``unpack`` (the function itself is kept,
+        """``method(unpack, u, eta)`` compiled, as a function of ``(u, eta)``. An ``unpack`` that
+        is a JAX pytree (:class:`~il2pkpd.inference.estimation._Unpack`) is an argument of the
+        compiled program, so its values (fixed typical values) are not compiled in; any other
+        callable is closed over, and compiled once per function (the function itself is kept,
         not its id, which could be reused after it is freed)."""
         cache = self.__dict__.setdefault("_jit_cache", {})
+        leaves = jax.tree.leaves(unpack)  # a plain function is a single leaf of its own
+        if leaves and all(isinstance(leaf, jax.Array) for leaf in leaves):
+            key = (method.__name__, "pytree")
+            if key not in cache:
+                cache[key] = jax.jit(lambda up, u, eta: method(up, u, eta))
+            compiled = cache[key]
+            return lambda u, eta: compiled(unpack, u, eta)
         key = method.__name__
         if key not in cache or cache[key][0] is not unpack:
             cache[key] = (unpack, jax.jit(lambda u, eta: method(unpack, u, eta)))
