@@ -7,7 +7,7 @@ its options, so ``il2pkpd <command> --help`` and the Python functions state the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
 
 from .errors import OptionError
@@ -77,6 +77,12 @@ class SolverOptions:
             raise OptionError(f"`batching` must be 'auto', 'map' or 'vmap', got {self.batching!r}")
         if self.path == "loop" and self.solver != "rodas4":
             raise OptionError(f"`path='loop'` needs solver='rodas4', got solver={self.solver!r}")
+
+    def identity(self) -> dict:
+        """The settings that decide the numbers, for a stored run's identity: every field but
+        ``batching`` (results do not depend on it, and folders written before it existed
+        must still resume)."""
+        return {k: v for k, v in asdict(self).items() if k != "batching"}
 
     @property
     def single_loop(self) -> bool:

@@ -17,6 +17,8 @@ Each within 3 Monte Carlo SEs at 2,000 trials.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import replace as dataclasses_replace
 from pathlib import Path
@@ -181,6 +183,13 @@ def test_resume_recomputes_nothing_and_a_changed_run_is_refused(model, tmp_path)
     # blocks of another size would overlap the stored ones (trials counted twice): refused too
     with pytest.raises(OptionError, match="different.*chunk_trials"):
         trial_power(model, DESIGN, ["ttest(y, 60)"], [40], n_trials=60, chunk_trials=30, store=store)
+    # how subjects are batched does not change a number: the folder resumes (nothing to run)
+    from il2pkpd.solver_options import DEFAULT_SOLVER_OPTIONS
+
+    calls.clear()
+    vmap = dataclasses.replace(DEFAULT_SOLVER_OPTIONS["sweep"], batching="vmap")
+    trial_power(model, DESIGN, ["ttest(y, 60)"], [40], n_trials=60, chunk_trials=20, store=store, options=vmap, progress=lambda d, t: calls.append(d))
+    assert calls == [3]  # all three blocks found, none run
 
 
 @pytest.mark.parametrize("kw, match", [

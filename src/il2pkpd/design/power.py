@@ -341,7 +341,7 @@ def trial_power(model, design: TrialDesign, analyses: Sequence[str], sample_size
     chunk = int(chunk_trials or max(1, min(n_trials, 4096 // sum(n_max))))
     blocks = [(a, min(a + chunk, n_trials)) for a in range(0, n_trials, chunk)]
     spec = PowerSpec(_design_dict(design), tuple(a.text for a in parsed), tuple(sizes), int(n_trials), float(alpha), int(seed), float(grid_step),
-                     asdict(options), hashlib.sha256(json.dumps(theta_pop.tolist() + om.tolist()).encode()).hexdigest(), chunk)
+                     options.identity(), hashlib.sha256(json.dumps(theta_pop.tolist() + om.tolist()).encode()).hexdigest(), chunk)
     mhash = model_hash(model)
     if store is not None:
         store.claim(spec, spec.fingerprint(mhash), mhash, spec.population_hash)
