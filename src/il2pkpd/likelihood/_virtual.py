@@ -86,7 +86,7 @@ class VirtualPopulation:
             subjects.append(build_events(Records(doses, subject=name).with_outputs(times), model, output_rows="obs"))
             self._n_times.append(times.size)
         # arm-major: arm k is rows k*n ... (k+1)*n - 1
-        self._batch = EventBatch.stack(subjects).map(lambda a: np.repeat(a, self.n, axis=0))
+        self._batch = EventBatch.stack(subjects).repeat(self.n)
         self._z = fixed_normals(self.n, max(1, len(model.parameters)), seed=seed)
         self._solver = BatchSolver(model.compiled, self.options)
 

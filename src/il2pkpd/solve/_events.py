@@ -20,7 +20,7 @@ any observation at their time; infusion ends come first.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -256,29 +256,21 @@ class EventBatch:
     def __len__(self) -> int:
         return int(self.t_start.shape[0])
 
-    @property
-    def per_event_theta(self) -> bool:
-        return "theta" in self.events
-
-    @property
-    def time_varying_cov(self) -> bool:
-        return "rec_cov" in self.events
-
     def map(self, fn: Callable) -> EventBatch:
         """A batch with ``fn`` applied to every array (NumPy or JAX)."""
-        return EventBatch({k: fn(v) for k, v in self.events.items()}, *(fn(getattr(self, f.name)) for f in fields(self)[1:]))
+        return jax.tree.map(fn, self)
 
     def take(self, index) -> EventBatch:
         """Subjects ``index`` (an int drops the subject axis: see :meth:`broadcast_to`)."""
         return self.map(lambda a: a[index])
 
     def repeat(self, n: int) -> EventBatch:
-        """Each subject ``n`` times in a row (subject-major)."""
-        return self.map(lambda a: jnp.repeat(jnp.asarray(a), n, axis=0))
+        """Each subject ``n`` times in a row (subject-major); NumPy arrays stay NumPy."""
+        return self.map(lambda a: _xp(a).repeat(a, n, axis=0))
 
     def tile(self, n: int) -> EventBatch:
-        """The whole batch ``n`` times over."""
-        return self.map(lambda a: jnp.tile(jnp.asarray(a), (n,) + (1,) * (jnp.ndim(a) - 1)))
+        """The whole batch ``n`` times over; NumPy arrays stay NumPy."""
+        return self.map(lambda a: _xp(a).tile(a, (n,) + (1,) * (a.ndim - 1)))
 
     def broadcast_to(self, n: int) -> EventBatch:
         """``n`` copies of a single subject's events (a batch without its subject axis, as
@@ -287,3 +279,8 @@ class EventBatch:
 
     def to_jax(self) -> EventBatch:
         return self.map(jnp.asarray)
+
+
+def _xp(a):
+    """The array module of ``a``: NumPy for a batch still being built, JAX inside a trace."""
+    return np if isinstance(a, np.ndarray) else jnp
